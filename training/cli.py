@@ -1,0 +1,114 @@
+"""Command line: `python -m training <lesson|all> [options] [--key=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from training import LESSONS
+from training.config import ConfigError, describe, make_config
+from training.data import DataNotFound
+
+PROFILES = ("smoke", "cpu", "course")
+
+
+def lesson_module(name: str):
+    return importlib.import_module(f"training.lessons.{LESSONS[name]}")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m training",
+        description="Run a lesson of 'Deep Learning with PyTorch: Zero to GANs' through Accelerate.",
+        epilog="Lessons, in course order: " + ", ".join(LESSONS) + ". Any setting of the lesson's "
+               "config can be changed with --key=value; `python -m training LESSON --help` lists them.",
+        add_help=False,
+    )
+    p.add_argument("lesson", nargs="?", choices=[*LESSONS, "all"], help="a lesson, or 'all' for every lesson")
+    p.add_argument("-h", "--help", action="store_true", help="show this help (and the lesson's settings)")
+    p.add_argument("--profile", choices=PROFILES, default=None,
+                   help="smoke: seconds on tiny synthetic data; cpu: minutes on a laptop CPU (default); "
+                        "course: the course's own hyperparameters, meant for a GPU")
+    p.add_argument("--data-dir", type=Path, default=Path(os.environ.get("ZTG_DATA_DIR", "data")),
+                   help="where datasets are found or downloaded (default: $ZTG_DATA_DIR or data/)")
+    p.add_argument("--out-dir", type=Path, default=Path("checkpoints"),
+                   help="checkpoint folders are written to OUT_DIR/<lesson>/ (default: checkpoints/)")
+    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in OUT_DIR/<lesson>/")
+    p.add_argument("--push-to-hub", metavar="ORG/NAME",
+                   help="upload the checkpoint folder to this Hub model repo when training ends "
+                        "(with 'all': an org or user, each lesson goes to ORG/<lesson>)")
+    p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None,
+                   help="default: what `accelerate launch`/`accelerate config` says, else bf16 on a GPU, no on a CPU")
+    p.add_argument("--tracker", choices=("trackio", "tensorboard"), default=None,
+                   help="also log per-epoch metrics to this tracker (through Accelerate)")
+    return p
+
+
+def run_lesson(name: str, args, overrides: list[str]) -> dict:
+    from training.checkpoint import existing, push_to_hub
+    from training.run import Run, make_accelerator
+
+    module = lesson_module(name)
+    profile = args.profile or "cpu"
+    base = None
+    if args.resume:
+        found = existing(args.out_dir / name)
+        if found is not None:
+            saved = json.loads((found / "training_config.json").read_text())
+            base, profile = saved["config"], saved["profile"]
+    config = make_config(module.Config, module.PROFILES[profile], overrides, base=base)
+    accelerator = make_accelerator(args.mixed_precision, args.tracker, args.out_dir)
+    run = Run(name, module.TASK, config, profile, args.data_dir, args.out_dir, accelerator, resume=args.resume)
+    run.print(f"[{name}] profile {profile}, {accelerator.num_processes} process(es) on {accelerator.device}, "
+              f"mixed precision {accelerator.mixed_precision}, checkpoint {run.folder}")
+    metrics = module.train(run)
+    run.print(f"[{name}] done: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "versions"))
+    if args.push_to_hub and accelerator.is_main_process:
+        repo_id = args.push_to_hub if args.lesson != "all" else f"{args.push_to_hub}/{name}"
+        url = push_to_hub(run.folder, repo_id)
+        run.print(f"[{name}] published to {url}")
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    from training.run import NonFiniteLoss, TrainingStopped
+
+    args, overrides = parser().parse_known_args(argv)
+    if args.help or args.lesson is None:
+        parser().print_help()
+        if args.lesson and args.lesson != "all":
+            module = lesson_module(args.lesson)
+            print(f"\nsettings of {args.lesson} (default, then per profile):")
+            print(describe(module.Config, module.PROFILES))
+        sys.exit(0 if args.help else 2)
+    if args.push_to_hub and args.lesson != "all" and "/" not in args.push_to_hub:
+        sys.exit("error: --push-to-hub takes ORG/NAME (a Hub model repo id)")
+    names = list(LESSONS) if args.lesson == "all" else [args.lesson]
+    try:
+        if args.lesson == "all":
+            for override in overrides:
+                if not any(_applicable(lesson_module(n).Config, [override]) for n in names):
+                    raise ConfigError(f"no lesson has the setting {override.split('=')[0]}")
+        for name in names:
+            lesson_overrides = overrides
+            if args.lesson == "all":  # a setting applies to the lessons that have it
+                lesson_overrides = _applicable(lesson_module(name).Config, overrides)
+            run_lesson(name, args, lesson_overrides)
+    except TrainingStopped as stop:
+        print(f"{stop}; checkpoint saved. Continue with the same command plus --resume.", file=sys.stderr)
+        sys.exit(0)
+    except (ConfigError, DataNotFound, FileNotFoundError, ValueError, NonFiniteLoss) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1 if isinstance(error, NonFiniteLoss) else 2)
+
+
+def _applicable(config_cls, overrides: list[str]) -> list[str]:
+    from training.config import field_types
+
+    keys = field_types(config_cls)
+    return [o for o in overrides if o.lstrip("-").split("=")[0].replace("-", "_") in keys]

@@ -1,0 +1,1 @@
+"""One module per lesson; each defines `Config`, `PROFILES`, `TASK` and `train(run)`."""

@@ -1,0 +1,94 @@
+"""Lesson 2: logistic regression on MNIST.
+
+    python -m training mnist-logistic --profile cpu --data-dir ../shared/datasets
+    accelerate launch -m training mnist-logistic ...
+
+One linear layer from 784 pixels to 10 logits; softmax and cross-entropy together in
+`F.cross_entropy`. 50,000 images to train on, a seeded 10,000 held out for validation,
+then the 10,000 test images once at the end.
+
+Expect (cpu profile, 2-core CPU): about 92.5% test accuracy after ~10 s of training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from shared.models import MODELS, build_model
+from shared.preprocessing import normalize_mnist
+from training.data import mnist_splits
+from training.evaluate import evaluate_classifier
+from training.plots import predictions_figure
+
+
+@dataclass
+class Config:
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"  # or "sgd", as in the course
+    val_size: int = 10_000
+    seed: int = 0
+
+
+PROFILES = {
+    "smoke": dict(epochs=2, batch_size=64, val_size=128),
+    "cpu": dict(),
+    "course": dict(epochs=20, optimizer="sgd", lr=1e-3),
+}
+
+TASK = dict(type="image-classification", dataset="mnist", dataset_name="MNIST",
+            metrics={"test_accuracy": "Test accuracy"},
+            summary="Logistic regression (one linear layer, 784 -> 10) on MNIST digits: lesson 2 of Zero to GANs.")
+
+
+def make_optimizer(cfg, params):
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr)
+    raise ValueError(f"--optimizer must be sgd or adam, not {cfg.optimizer!r}")
+
+
+def sample_predictions(run, model, test, name: str):
+    """Save a grid of the first 32 test digits with true and predicted labels."""
+    images = test.inputs[:32]
+    with torch.no_grad():
+        predicted = model(normalize_mnist(images)).argmax(1)
+    run.add_file("predictions.png", predictions_figure(
+        images.unsqueeze(1).float() / 255, test.labels[:32].tolist(), predicted.tolist(), list(range(10)), name))
+
+
+def train(run):
+    cfg = run.config
+    train_set, val_set, test_set = mnist_splits(run)
+
+    model = build_model("mnist-logistic")
+    model, optimizer = run.prepare(model=model, optimizer=make_optimizer(cfg, model.parameters()))
+
+    for _ in run.epochs():
+        model.train()
+        for images, labels in run.batches(train_set, cfg.batch_size):
+            loss = F.cross_entropy(model(normalize_mnist(images)), labels)
+            run.accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            run.log_step(loss=loss)
+        val = evaluate_classifier(run, model, val_set, normalize_mnist)
+        run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+
+    test = evaluate_classifier(run, model, test_set, normalize_mnist)
+    sample_predictions(run, model, test_set, "mnist-logistic")
+    metrics = run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
+                         test_samples=test["samples"])
+
+    # Round trip: the saved folder loads back (strict, safetensors only) and computes the same logits.
+    reloaded = MODELS["mnist-logistic"].from_pretrained(run.folder).to(run.device)
+    batch = normalize_mnist(test_set.inputs[:256])
+    with torch.no_grad():
+        assert torch.allclose(reloaded(batch), run.accelerator.unwrap_model(model)(batch), atol=1e-5)
+    run.print("[mnist-logistic] reloaded from", run.folder, "- same predictions")
+    return metrics

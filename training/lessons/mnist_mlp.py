@@ -1,0 +1,76 @@
+"""Lesson 3: a feed-forward network on MNIST, the same code on a CPU or a GPU.
+
+    python -m training mnist-mlp --profile cpu --data-dir ../shared/datasets
+    python -m training mnist-mlp --hidden_sizes=512,256 --out-dir checkpoints/wide ...
+
+The course's network: 784 -> 32 (ReLU) -> 10. Nothing in the lesson names a device:
+Accelerate places the model, and the data already lives where the model is.
+
+Expect (cpu profile, 2-core CPU): about 97% test accuracy with the course's 32 hidden
+units, and about 98% with --hidden_sizes=512,256, each in well under a minute.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from shared.models import build_model
+from shared.preprocessing import normalize_mnist
+from training.data import mnist_splits
+from training.evaluate import evaluate_classifier
+
+
+@dataclass
+class Config:
+    hidden_sizes: list[int] = field(default_factory=lambda: [32])
+    epochs: int = 20
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    val_size: int = 10_000
+    seed: int = 0
+
+
+PROFILES = {
+    "smoke": dict(epochs=2, batch_size=64, val_size=128),
+    "cpu": dict(),
+    "course": dict(epochs=10, lr=0.5),  # the course: SGD 0.5 for 5 epochs, then 0.1 for 5
+}
+
+TASK = dict(type="image-classification", dataset="mnist", dataset_name="MNIST",
+            metrics={"test_accuracy": "Test accuracy"},
+            summary="Feed-forward network on MNIST digits: lesson 3 of Zero to GANs.")
+
+
+def train(run):
+    cfg = run.config
+    train_set, val_set, test_set = mnist_splits(run)
+
+    model = build_model("mnist-mlp", hidden_sizes=cfg.hidden_sizes)
+    if run.profile == "course":
+        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # Cosine decay to zero over the whole run: a few points of accuracy for free.
+    steps = cfg.epochs * run.steps_per_epoch(train_set, cfg.batch_size)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
+
+    for _ in run.epochs():
+        model.train()
+        for images, labels in run.batches(train_set, cfg.batch_size):
+            loss = F.cross_entropy(model(normalize_mnist(images)), labels)
+            run.accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()
+            run.log_step(loss=loss)
+        val = evaluate_classifier(run, model, val_set, normalize_mnist)
+        run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+
+    test = evaluate_classifier(run, model, test_set, normalize_mnist)
+    return run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
+                      test_samples=test["samples"], parameters=sum(p.numel() for p in model.parameters()))
