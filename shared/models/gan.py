@@ -1,0 +1,1 @@
+"""GAN generators and discriminators (lesson 6)."""
