@@ -21,11 +21,13 @@ import json
 import os
 import platform
 import shutil
+import time
 from pathlib import Path
 
 import torch
 
 RESUME_FILE = "resume/state.pt"
+CURVES_EVERY_SECONDS = 30  # drawing curves costs ~0.2 s: not after every one of 100 tiny epochs
 
 
 def _old(folder: Path) -> Path:
@@ -127,10 +129,11 @@ def write_contents(run, tmp: Path, complete: bool, metrics: dict | None) -> None
         metrics = {k: v for k, v in json.loads((tmp / "metrics.json").read_text()).items()
                    if k not in status}
     _write_json(tmp / "metrics.json", {**(metrics or {}), **status})
-    if run.history:
+    if run.history and (complete or time.monotonic() - run.curves_drawn_at > CURVES_EVERY_SECONDS):
         from training.plots import plot_curves
 
         run.pending_files.setdefault("curves.png", plot_curves(run.history, run.lesson))
+        run.curves_drawn_at = time.monotonic()
     for name, content in run.pending_files.items():
         write_file(tmp / name, content)
     from training.card import model_card

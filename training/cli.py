@@ -16,6 +16,10 @@ from training.data import DataNotFound
 PROFILES = ("smoke", "cpu", "course")
 
 
+class PublishError(RuntimeError):
+    """Training finished but the upload to the Hub did not."""
+
+
 def lesson_module(name: str):
     return importlib.import_module(f"training.lessons.{LESSONS[name]}")
 
@@ -69,7 +73,12 @@ def run_lesson(name: str, args, overrides: list[str]) -> dict:
     run.print(f"[{name}] done: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "versions"))
     if args.push_to_hub and accelerator.is_main_process:
         repo_id = args.push_to_hub if args.lesson != "all" else f"{args.push_to_hub}/{name}"
-        url = push_to_hub(run.folder, repo_id)
+        try:
+            url = push_to_hub(run.folder, repo_id)
+        except Exception as error:  # network, permissions, a bad repo id: say which, keep the checkpoint
+            raise PublishError(f"publishing {run.folder} to {repo_id} failed ({type(error).__name__}: "
+                               f"{str(error).splitlines()[0] if str(error) else ''}); the checkpoint is "
+                               f"kept, retry with `hf upload {repo_id} {run.folder} --exclude 'resume/*'`") from error
         run.print(f"[{name}] published to {url}")
     accelerator.wait_for_everyone()
     return metrics
@@ -99,12 +108,15 @@ def main(argv: list[str] | None = None) -> None:
             if args.lesson == "all":  # a setting applies to the lessons that have it
                 lesson_overrides = _applicable(lesson_module(name).Config, overrides)
             run_lesson(name, args, lesson_overrides)
+        from accelerate import PartialState
+
+        PartialState().destroy_process_group()
     except TrainingStopped as stop:
         print(f"{stop}; checkpoint saved. Continue with the same command plus --resume.", file=sys.stderr)
         sys.exit(0)
-    except (ConfigError, DataNotFound, FileNotFoundError, ValueError, NonFiniteLoss) as error:
+    except (ConfigError, DataNotFound, FileNotFoundError, ValueError, NonFiniteLoss, PublishError) as error:
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(1 if isinstance(error, NonFiniteLoss) else 2)
+        sys.exit(1 if isinstance(error, NonFiniteLoss) else 3 if isinstance(error, PublishError) else 2)
 
 
 def _applicable(config_cls, overrides: list[str]) -> list[str]:

@@ -81,5 +81,5 @@ def describe(config_cls, profiles: dict[str, dict]) -> str:
     for key, kind in field_types(config_cls).items():
         per_profile = ", ".join(f"{p}={v[key]}" for p, v in profiles.items() if key in v)
         name = getattr(kind, "__name__", str(kind).replace("typing.", ""))
-        lines.append(f"  --{key}={defaults[key]!s:<10} ({name})  {per_profile}")
+        lines.append(f"  {f'--{key}={defaults[key]}':<28} {name:<10} {per_profile}")
     return "\n".join(lines)

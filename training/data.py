@@ -54,7 +54,7 @@ def load_mnist(data_dir: Path) -> tuple[TensorData, TensorData]:
         test = MNIST(data_dir, train=False, download=not have)
     except Exception as error:  # offline, read-only, or a partial download
         raise DataNotFound(
-            f"MNIST not found in {raw} and could not be downloaded ({error.__class__.__name__}: {error}).\n"
+            f"MNIST not found in {raw} and could not be downloaded ({str(error).splitlines()[0]}).\n"
             f"Expected the four IDX files {', '.join(MNIST_FILES)} (or their .gz) in {raw}/.\n"
             "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has MNIST/raw/, "
             "or run once with network access to download it there."
@@ -65,7 +65,7 @@ def load_mnist(data_dir: Path) -> tuple[TensorData, TensorData]:
 def mnist_splits(run) -> tuple[TensorData, TensorData, TensorData]:
     """(train, validation, test) on the device: real MNIST, or tiny synthetic digits for the smoke profile."""
     if run.profile == "smoke":
-        train, test = synthetic_digits(768, seed=1), synthetic_digits(256, seed=2)
+        train, test = synthetic_digits(768, seed=1), synthetic_digits(257, seed=2)  # odd: uneven shards
     else:
         train, test = load_mnist(run.data_dir)
     train, val = random_split(train, run.config.val_size, seed=run.config.seed)

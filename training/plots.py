@@ -11,13 +11,14 @@ from PIL import Image  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 SKIP = {"epoch", "epoch_seconds", "samples_per_second"}
+FAMILIES = ("loss", "accuracy", "score", "swd")  # metrics whose name holds one share a panel
 
 
 def plot_curves(history: list[dict], title: str):
-    """One panel for losses, one for accuracies, one per other metric; x is the epoch."""
+    """One panel per family of metrics (losses, accuracies, GAN scores, SWD), one per other metric."""
     keys = [k for k in history[0] if k not in SKIP and isinstance(history[0][k], (int, float))]
-    groups = {"loss": [k for k in keys if "loss" in k], "accuracy": [k for k in keys if "accuracy" in k]}
-    groups.update({k: [k] for k in keys if "loss" not in k and "accuracy" not in k})
+    groups = {family: [k for k in keys if family in k] for family in FAMILIES}
+    groups.update({k: [k] for k in keys if not any(family in k for family in FAMILIES)})
     groups = {name: ks for name, ks in groups.items() if ks}
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
     epochs = [row["epoch"] for row in history]

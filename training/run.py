@@ -57,6 +57,7 @@ class Run:
         self.train_seconds, self.samples_seen = 0.0, 0
         self.models, self.optimizers, self.schedulers = {}, {}, {}
         self.pending_files: dict[str, object] = {}
+        self.curves_drawn_at = float("-inf")
         self._sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         self._count = 0
         self._stop_requested = False
@@ -128,33 +129,35 @@ class Run:
         per_process = len(data) // self.accelerator.num_processes
         return per_process // batch_size if drop_last else math.ceil(per_process / batch_size)
 
-    def batches(self, data: TensorData, batch_size: int, shuffle: bool = True, drop_last: bool = True):
+    def batches(self, data, batch_size: int | None = None, shuffle: bool = True, drop_last: bool = True):
         """This process's share of one epoch, as (inputs, labels) batches on the device.
 
-        The order depends only on the seed and the epoch, so a resumed run sees the same
-        batches; on resume mid-epoch the batches already trained on are skipped.
+        `data` is a TensorData (indexed in a seeded order that depends only on the seed and
+        the epoch, so a resumed run sees the same batches and skips those already trained
+        on) or a DataLoader prepared by Accelerate (iterated as it is).
         """
-        world, rank = self.accelerator.num_processes, self.accelerator.process_index
-        epoch = self.epoch + 1
-        if shuffle:
-            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(self.seed * 10_007 + epoch))
+        world = self.accelerator.num_processes
+        if isinstance(data, TensorData):
+            steps = self.steps_per_epoch(data, batch_size, drop_last)
+            source = self._tensor_batches(data, batch_size, shuffle, steps)
         else:
-            order = torch.arange(len(data))
-        order = order[: len(order) // world * world][rank::world].to(data.inputs.device)
-        steps = self.steps_per_epoch(data, batch_size, drop_last)
-        bar = tqdm(total=steps * batch_size * world, initial=self.step * batch_size * world,
-                   unit="img", unit_scale=True, desc=f"epoch {epoch}/{self.config.epochs}",
+            steps, source = len(data), iter(data)
+            self.step = 0  # a DataLoader restarts its epoch on resume
+        epoch = self.epoch + 1
+        bar = tqdm(total=steps, initial=self.step, unit="batch", desc=f"epoch {epoch}/{self.config.epochs}",
                    disable=not (self.is_main and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
         start = time.perf_counter()
         try:
-            for step in range(self.step, steps):
-                index = order[step * batch_size:(step + 1) * batch_size]
-                yield data.inputs[index], data.labels[index]
-                self.step = step + 1
-                self._epoch_samples += len(index) * world
-                bar.update(len(index) * world)
+            for inputs, labels in source:
+                yield inputs, labels
+                self.step += 1
+                self._epoch_samples += len(inputs) * world
+                bar.update()
                 if self._count and self.step % 50 == 0:
-                    bar.set_postfix(self._means(), refresh=False)
+                    means = self._means()
+                    self._check_finite(means)
+                    bar.set_postfix(means | {"img/s": round(self._epoch_samples / (time.perf_counter() - start))},
+                                    refresh=False)
                 if self._stop_agreed():
                     self._epoch_train_seconds += time.perf_counter() - start
                     self._save(complete=False)
@@ -162,6 +165,18 @@ class Run:
         finally:
             bar.close()
         self._epoch_train_seconds += time.perf_counter() - start
+
+    def _tensor_batches(self, data: TensorData, batch_size: int, shuffle: bool, steps: int):
+        world, rank = self.accelerator.num_processes, self.accelerator.process_index
+        if shuffle:
+            seed = self.seed * 10_007 + self.epoch + 1
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+        else:
+            order = torch.arange(len(data))
+        order = order[: len(order) // world * world][rank::world].to(data.inputs.device)
+        for step in range(self.step, steps):
+            index = order[step * batch_size:(step + 1) * batch_size]
+            yield data.inputs[index], data.labels[index]
 
     def log_step(self, **scalars: torch.Tensor) -> None:
         """Accumulate per-batch scalars (losses, D(x), ...) on the device: no sync per step."""
@@ -201,7 +216,8 @@ class Run:
             "seed": self.seed,
         }
         self._save(complete=True, metrics=metrics)
-        self.accelerator.end_training()
+        for tracker in self.accelerator.trackers:  # not end_training(): `all` goes on to the next lesson
+            tracker.finish()
         return metrics
 
     def add_file(self, name: str, content) -> None:

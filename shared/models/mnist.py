@@ -14,6 +14,8 @@ from .registry import HubModel, register_model
 class LogisticRegression(HubModel):
     """Lesson 2: one linear layer; softmax lives in the loss (cross-entropy on logits)."""
 
+    input_shape = (1, 28, 28)
+
     def __init__(self, in_features: int = 784, num_classes: int = 10):
         super().__init__()
         self.linear = nn.Linear(in_features, num_classes)
@@ -42,6 +44,8 @@ class FeedForward(HubModel):
 class MnistMLP(FeedForward):
     """The course's 784-32-10 network by default; widen with hidden_sizes=[512, 256]."""
 
+    input_shape = (1, 28, 28)
+
     def __init__(self, in_features: int = 784, hidden_sizes: list[int] = (32,), num_classes: int = 10):
         super().__init__(in_features, list(hidden_sizes), num_classes)
 
@@ -54,6 +58,8 @@ def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
 @register_model("mnist-cnn")
 class MnistCNN(HubModel):
     """Small VGG-style CNN: three conv blocks with batchnorm, global pooling, one linear layer."""
+
+    input_shape = (1, 28, 28)
 
     def __init__(self, width: int = 32, dropout: float = 0.1, num_classes: int = 10):
         super().__init__()

@@ -23,7 +23,13 @@ class HubModel(
     tags=["zero-to-gans", "pytorch_model_hub_mixin"],
     license="mit",
 ):
-    """`nn.Module` that saves its constructor arguments as config.json next to model.safetensors."""
+    """`nn.Module` that saves its constructor arguments as config.json next to model.safetensors.
+
+    Subclasses set `input_shape`, the shape of one input without the batch dimension,
+    so tools and tests can build example batches for any registered model.
+    """
+
+    input_shape: tuple[int, ...]
 
     @classmethod
     def _from_pretrained(cls, *, model_id, revision, cache_dir, force_download, local_files_only,

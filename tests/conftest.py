@@ -1,0 +1,51 @@
+"""Fixtures shared by the test suite: the dataset cache, and running lessons."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_datasets() -> Path | None:
+    """The dataset cache: $ZTG_DATA_DIR, else ../shared/datasets beside the repository."""
+    for candidate in (os.environ.get("ZTG_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
+        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    found = find_datasets()
+    if found is None:
+        pytest.skip("dataset cache not found (set ZTG_DATA_DIR or put ../shared/datasets beside the repo)")
+    return found
+
+
+def train(lesson: str, out_dir: Path, *args: str) -> dict:
+    """Run a lesson in this process (smoke profile unless args say otherwise); return metrics.json."""
+    from training.cli import main
+
+    argv = [lesson, "--out-dir", str(out_dir), *args]
+    if "--profile" not in args:
+        argv += ["--profile", "smoke"]
+    main(argv)
+    return json.loads((out_dir / lesson / "metrics.json").read_text())
+
+
+def run_training(*args: str, env: dict | None = None, timeout: int = 600, check: bool = True,
+                 python: list[str] | None = None) -> subprocess.CompletedProcess:
+    """Run `python -m training ...` as its own process, as a user would."""
+    command = (python or [sys.executable, "-m", "training"]) + list(args)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+                            env={**os.environ, **(env or {})})
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result

@@ -1,0 +1,47 @@
+"""The command line: help, overrides, and the errors a user meets."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import run_training
+
+from training.config import ConfigError, make_config
+from training.lessons import mnist_mlp
+
+
+def test_help_lists_lessons_and_the_lessons_settings():
+    out = run_training("mnist-cnn", "--help").stdout
+    for text in ("linear-regression", "mnist-logistic", "--profile", "--data-dir", "--resume",
+                 "--push-to-hub", "--mixed-precision", "--tracker", "--max_lr=", "smoke="):
+        assert text in out
+
+
+def test_overrides_are_typed():
+    cfg = make_config(mnist_mlp.Config, mnist_mlp.PROFILES["cpu"], ["--epochs=3", "--hidden_sizes=64,32", "--lr", "0.01"])
+    assert cfg.epochs == 3 and cfg.hidden_sizes == [64, 32] and cfg.lr == 0.01
+    with pytest.raises(ConfigError, match="--epochs expects int"):
+        make_config(mnist_mlp.Config, {}, ["--epochs=three"])
+    with pytest.raises(ConfigError, match="unknown option --epoch;.*--epochs"):
+        make_config(mnist_mlp.Config, {}, ["--epoch=3"])
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epoch=3"], "unknown option --epoch"),
+    (["--epochs=x"], "--epochs expects int"),
+    (["--mixed-precision", "fp16"], "fp16 needs a CUDA GPU"),
+    (["--push-to-hub", "no-slash"], "ORG/NAME"),
+])
+def test_bad_command_lines_get_a_clear_error(tmp_path, args, message):
+    result = run_training("mnist-mlp", "--profile", "smoke", "--out-dir", str(tmp_path), *args, check=False)
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_data_names_the_folder_the_layout_and_the_option(tmp_path):
+    result = run_training("mnist-logistic", "--data-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path),
+                          check=False, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2
+    for text in (str(tmp_path / "nothing" / "MNIST" / "raw"), "train-images-idx3-ubyte", "--data-dir"):
+        assert text in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,78 @@
+"""A smoke run of every lesson, and the checkpoint folder it writes as a Hub model repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import ROOT, train
+
+from training import LESSONS
+from training.lessons.linear_regression import INPUTS, TARGETS, mse, mse_gradients
+
+
+@pytest.mark.parametrize("lesson", list(LESSONS))
+def test_smoke_run_writes_a_complete_checkpoint(lesson, tmp_path):
+    metrics = train(lesson, tmp_path)
+    folder = tmp_path / lesson
+    assert metrics["complete"] and metrics["profile"] == "smoke"
+    for key in ("train_seconds", "samples_per_second", "device", "versions", "seed"):
+        assert key in metrics
+    for name in ("config.json", "model.safetensors", "README.md", "metrics.json", "history.json",
+                 "training_config.json", "curves.png", "resume/state.pt"):
+        assert (folder / name).is_file(), name
+    history = json.loads((folder / "history.json").read_text())
+    assert len(history) == metrics["epochs"] > 0
+    assert not list(tmp_path.glob(".*")), "temporary checkpoint folders left behind"
+
+
+def test_lesson1_gradients_match_autograd():
+    torch.manual_seed(0)
+    inputs, targets = torch.tensor(INPUTS, dtype=torch.float64), torch.tensor(TARGETS, dtype=torch.float64)
+    w = torch.randn(2, 3, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    mse(inputs @ w.t() + b, targets).backward()
+    by_hand_w, by_hand_b = mse_gradients(inputs, targets, w.detach(), b.detach())
+    torch.testing.assert_close(by_hand_w, w.grad)
+    torch.testing.assert_close(by_hand_b, b.grad)
+    # and it is the same loss that torch.nn.functional computes
+    torch.testing.assert_close(mse(inputs @ w.t() + b, targets),
+                               torch.nn.functional.mse_loss(inputs @ w.t() + b, targets))
+
+
+def test_checkpoint_folder_is_a_hub_model_repo(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from shared.models import MODELS
+
+    metrics = train("mnist-logistic", tmp_path)
+    folder = tmp_path / "mnist-logistic"
+    card = ModelCard.load(folder / "README.md")
+    assert card.data.license == "mit" and "zero-to-gans" in card.data.tags
+    (result,) = card.data.eval_results
+    assert result.metric_type == "accuracy" and result.metric_value == metrics["test_accuracy"]
+    assert result.dataset_type == "mnist" and result.task_type == "image-classification"
+
+    model = MODELS["mnist-logistic"].from_pretrained(folder)
+    assert not model.training
+
+    # The same files served from a Hub cache, offline: build the cache layout huggingface_hub reads.
+    cache = tmp_path / "hub-cache"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--zero-to-gans--mnist-logistic" / "snapshots" / commit
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "README.md"):
+        (snapshot / name).write_bytes((folder / name).read_bytes())
+    (cache / "models--zero-to-gans--mnist-logistic" / "refs").mkdir()
+    (cache / "models--zero-to-gans--mnist-logistic" / "refs" / "main").write_text(commit)
+    probe = ("import torch; from shared.models import MODELS; "
+             "m = MODELS['mnist-logistic'].from_pretrained('zero-to-gans/mnist-logistic'); "
+             "print(float(m.linear.weight.sum()))")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache)}
+    out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert float(out.stdout) == pytest.approx(float(model.linear.weight.sum()))

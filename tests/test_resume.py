@@ -1,0 +1,130 @@
+"""Stopping and resuming: same parameters as an uninterrupted run, and no half-written checkpoint."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from conftest import ROOT, run_training, train
+from safetensors.torch import load_file
+
+
+def weights(folder):
+    return load_file(folder / "model.safetensors")
+
+
+def assert_same_weights(a, b):
+    wa, wb = weights(a), weights(b)
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert torch.equal(wa[key], wb[key]), key
+
+
+def test_one_more_epoch_after_resume_gives_identical_parameters(tmp_path):
+    # Constant learning rate (Adam): --epochs=2 describes the same run whether or not it was split.
+    train("mnist-logistic", tmp_path / "straight", "--epochs=2")
+    train("mnist-logistic", tmp_path / "resumed", "--epochs=1")
+    metrics = train("mnist-logistic", tmp_path / "resumed", "--resume", "--epochs=2")
+    assert metrics["epochs"] == 2
+    history = json.loads((tmp_path / "resumed" / "mnist-logistic" / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2]
+    assert_same_weights(tmp_path / "straight" / "mnist-logistic", tmp_path / "resumed" / "mnist-logistic")
+
+
+def start(out_dir, *args):
+    return subprocess.Popen([sys.executable, "-m", "training", "mnist-cnn", "--profile", "smoke",
+                             "--out-dir", str(out_dir), *args],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_sigterm_mid_epoch_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
+    # Augmentation, dropout, batchnorm and a one-cycle schedule: everything a resume must restore.
+    args = ["--epochs=6", "--val_size=16"]
+    process = start(tmp_path / "stopped", *args)
+    lines = []
+    for line in process.stdout:  # wait until training is under way, then stop it
+        lines.append(line)
+        if "epoch 2/6" in line:
+            time.sleep(0.15)
+            process.send_signal(signal.SIGTERM)
+            break
+    output = "".join(lines) + process.communicate(timeout=120)[0]
+    assert process.returncode == 0, output
+    assert "--resume" in output
+    folder = tmp_path / "stopped" / "mnist-cnn"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["complete"] is False and 2 <= metrics["epochs_completed"] < 6
+    assert (folder / "model.safetensors").is_file() and (folder / "resume" / "state.pt").is_file()
+
+    run_training("mnist-cnn", "--profile", "smoke", "--out-dir", str(tmp_path / "stopped"), "--resume", *args)
+    train("mnist-cnn", tmp_path / "straight", *args)
+    assert_same_weights(tmp_path / "straight" / "mnist-cnn", folder)
+
+
+CRASH_DURING_SECOND_WRITE = """
+import os, signal, sys
+import training.checkpoint as checkpoint
+original, calls = checkpoint.write_contents, []
+def write_then_die(run, tmp, *args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:  # half of the epoch-2 checkpoint is on disk when the process dies
+        (tmp / "model.safetensors").write_bytes(b"partial")
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(run, tmp, *args, **kwargs)
+checkpoint.write_contents = write_then_die
+from training.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_a_crash_while_writing_keeps_the_previous_checkpoint(tmp_path):
+    args = ["mnist-mlp", "--profile", "smoke", "--out-dir", str(tmp_path), "--epochs=3"]
+    crashed = subprocess.run([sys.executable, "-c", CRASH_DURING_SECOND_WRITE, *args], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert crashed.returncode == -signal.SIGKILL
+    folder = tmp_path / "mnist-mlp"
+    assert json.loads((folder / "metrics.json").read_text())["epochs_completed"] == 1
+    assert list(tmp_path.glob(".mnist-mlp.tmp-*")), "the interrupted write should be in a temporary folder"
+
+    metrics = train("mnist-mlp", tmp_path, "--resume")
+    assert metrics["epochs"] == 3
+    history = json.loads((folder / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert not list(tmp_path.glob(".mnist-mlp.*"))
+
+
+def test_a_crash_between_the_renames_resumes_from_the_previous_checkpoint(tmp_path):
+    train("mnist-mlp", tmp_path, "--epochs=1")
+    folder = tmp_path / "mnist-mlp"
+    folder.rename(tmp_path / ".mnist-mlp.old")  # the state right after the first of the two renames
+    metrics = train("mnist-mlp", tmp_path, "--resume", "--epochs=2")
+    assert metrics["epochs"] == 2 and folder.is_dir()
+
+
+def test_resume_without_a_checkpoint_says_so(tmp_path):
+    result = run_training("mnist-mlp", "--profile", "smoke", "--out-dir", str(tmp_path), "--resume", check=False)
+    assert result.returncode == 2
+    assert "no checkpoint" in result.stderr and "without --resume" in result.stderr
+
+
+def test_nan_loss_stops_the_run_and_publishes_nothing(tmp_path):
+    # --push-to-hub would try the network (absent here) if the run got as far as publishing.
+    result = run_training("mnist-logistic", "--profile", "smoke", "--out-dir", str(tmp_path),
+                          "--lr=inf", "--optimizer=sgd", "--push-to-hub", "someone/model", check=False)
+    assert result.returncode == 1, result.stderr
+    assert "non-finite" in result.stderr and "nothing was saved or published" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "mnist-logistic" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("lesson", ["mnist-logistic", "mnist-cnn"])
+def test_same_seed_same_result(lesson, tmp_path):
+    a = train(lesson, tmp_path / "a")
+    b = train(lesson, tmp_path / "b")
+    assert a["test_accuracy"] == b["test_accuracy"]
+    assert_same_weights(tmp_path / "a" / lesson, tmp_path / "b" / lesson)

@@ -1,0 +1,82 @@
+"""Beyond the course: a small CNN for the digit sketchpad, trained to survive hand drawing.
+
+    python -m training mnist-cnn --profile cpu --data-dir ../shared/datasets
+
+Three convolution blocks with batchnorm (see shared/models/mnist.py). People draw digits
+bigger, smaller, tilted and off-centre, so every batch is randomly shifted, rotated and
+rescaled on the device before the forward pass. One-cycle learning rate with AdamW.
+
+Expect (cpu profile, 2-core CPU): about 99.3% test accuracy in under 5 minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from shared.models import build_model
+from shared.preprocessing import normalize_mnist
+from training.data import mnist_splits, random_affine
+from training.evaluate import evaluate_classifier
+
+
+@dataclass
+class Config:
+    width: int = 16
+    dropout: float = 0.1
+    epochs: int = 10
+    batch_size: int = 128
+    max_lr: float = 4e-3
+    weight_decay: float = 5e-4
+    max_shift: float = 2.5  # pixels
+    max_degrees: float = 12.0
+    max_scale: float = 0.15  # +-15% size
+    val_size: int = 5_000
+    seed: int = 0
+
+
+PROFILES = {
+    "smoke": dict(epochs=2, width=8, batch_size=64, val_size=128),
+    "cpu": dict(),
+    "course": dict(width=32, epochs=15),  # a GPU trains the wider model in about the same time
+}
+
+TASK = dict(type="image-classification", dataset="mnist", dataset_name="MNIST",
+            metrics={"test_accuracy": "Test accuracy"},
+            summary="Small CNN with augmentation for hand-drawn digits (the model behind the digit sketchpad).")
+
+
+def augment(images: torch.Tensor, cfg) -> torch.Tensor:
+    """uint8 (B, 28, 28) -> normalised float (B, 1, 28, 28), randomly shifted, rotated and scaled."""
+    return random_affine(normalize_mnist(images), cfg.max_shift, cfg.max_degrees, cfg.max_scale)
+
+
+def train(run):
+    cfg = run.config
+    train_set, val_set, test_set = mnist_splits(run)
+
+    model = build_model("mnist-cnn", width=cfg.width, dropout=cfg.dropout)
+    model = model.to(memory_format=torch.channels_last)  # measured faster for convolutions on CPU
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=cfg.max_lr, total_steps=cfg.epochs * run.steps_per_epoch(train_set, cfg.batch_size))
+    model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
+
+    for _ in run.epochs():
+        model.train()
+        for images, labels in run.batches(train_set, cfg.batch_size):
+            inputs = augment(images, cfg).contiguous(memory_format=torch.channels_last)
+            loss = F.cross_entropy(model(inputs), labels)
+            run.accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()
+            run.log_step(loss=loss)
+        val = evaluate_classifier(run, model, val_set, normalize_mnist)
+        run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+
+    test = evaluate_classifier(run, model, test_set, normalize_mnist)
+    return run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
+                      test_samples=test["samples"], parameters=sum(p.numel() for p in model.parameters()))
