@@ -26,9 +26,9 @@ def assert_same_weights(a, b):
 
 
 def test_one_more_epoch_after_resume_gives_identical_parameters(tmp_path):
-    # Constant learning rate (Adam): --epochs=2 describes the same run whether or not it was split.
-    train("mnist-logistic", tmp_path / "straight", "--epochs=2")
-    train("mnist-logistic", tmp_path / "resumed", "--epochs=1")
+    # Constant learning rate: --epochs=2 describes the same run whether or not it was split.
+    train("mnist-logistic", tmp_path / "straight", "--epochs=2", "--lr_schedule=constant")
+    train("mnist-logistic", tmp_path / "resumed", "--epochs=1", "--lr_schedule=constant")
     metrics = train("mnist-logistic", tmp_path / "resumed", "--resume", "--epochs=2")
     assert metrics["epochs"] == 2
     history = json.loads((tmp_path / "resumed" / "mnist-logistic" / "history.json").read_text())

@@ -1,0 +1,77 @@
+# Zero to GANs: every target sets up .venv first if it is missing or older than pyproject.toml.
+#   make train-all [DATA_DIR=../shared/datasets] [PROFILE=cpu]   train every lesson
+#   make test                                                     the whole test suite
+# `make help` lists the rest.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= $(or $(ZTG_DATA_DIR),data)
+OUT_DIR ?= checkpoints
+PROFILE ?= cpu
+LESSON ?=
+ARGS ?=
+SPACE ?= digits
+HF_SPACE ?=
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help setup train train-all test lint bench browser space spaces space-digits space-cifar10 space-faces deploy-space clean
+
+help:
+	@echo "make train-all [DATA_DIR=..] [PROFILE=smoke|cpu|course]  train every lesson into $(OUT_DIR)/"
+	@echo "make train LESSON=mnist-cnn [ARGS='--epochs=5']          train one lesson"
+	@echo "make test [PYTEST_ARGS='-k resume']                      run the test suite"
+	@echo "make lint | make bench [DATA_DIR=..]                     ruff; the benchmarks under bench/"
+	@echo "make space SPACE=digits | make spaces                    serve one Space / every Space locally"
+	@echo "make deploy-space SPACE=digits HF_SPACE=org/name         upload a Space to the Hub"
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+setup: $(VENV)/.installed
+
+train-all: setup
+	$(PY) -m training all --profile $(PROFILE) --data-dir $(DATA_DIR) --out-dir $(OUT_DIR) $(ARGS)
+
+train: setup
+	@test -n "$(LESSON)" || (echo "usage: make train LESSON=<name>; lessons: python -m training --help"; exit 2)
+	$(PY) -m training $(LESSON) --profile $(PROFILE) --data-dir $(DATA_DIR) --out-dir $(OUT_DIR) $(ARGS)
+
+# Debian's Chromium for the browser tests (Playwright's own browser download cannot work offline).
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "could not install chromium: browser tests will be skipped"; \
+	else echo "no /usr/bin/chromium (install Debian's chromium): browser tests will be skipped"; fi
+
+test: setup browser
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(PY) bench/bench_mnist_training.py --data-dir $(DATA_DIR)
+	@for script in $(filter-out bench/bench_mnist_training.py,$(wildcard bench/bench_*.py)); do \
+		echo "== $$script"; $(PY) $$script --data-dir $(DATA_DIR) || exit 1; done
+
+space: setup
+	$(PY) spaces/$(SPACE)/app.py
+
+space-digits space-cifar10 space-faces: space-%: setup
+	$(PY) spaces/$*/app.py
+
+spaces: setup
+	$(PY) spaces/deploy.py serve-all
+
+deploy-space: setup
+	@test -n "$(HF_SPACE)" || (echo "usage: make deploy-space SPACE=digits HF_SPACE=org/name"; exit 2)
+	$(PY) spaces/deploy.py upload $(SPACE) $(HF_SPACE)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts

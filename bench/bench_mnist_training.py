@@ -1,0 +1,90 @@
+"""Training throughput: our MNIST path vs the course notebook's pipeline, measured in one run.
+
+    python bench/bench_mnist_training.py --data-dir ../shared/datasets [--steps 300]
+
+Course pipeline: torchvision `MNIST(transform=ToTensor())` + `DataLoader(batch_size=128,
+shuffle=True)`: every image is converted from PIL to a tensor in every epoch.
+Ours: MNIST decoded once into a uint8 tensor; a batch is one indexing operation plus the
+normalisation (`training.run.Run.batches`, exactly what the lessons use).
+Both train the same model with the same optimizer and batch size; the ratio is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from torch.utils.data import DataLoader
+from torchvision import transforms
+from torchvision.datasets import MNIST
+
+from shared.models import build_model
+from shared.preprocessing import MNIST_MEAN, MNIST_STD, normalize_mnist
+from training.data import load_mnist
+from training.lessons import mnist_logistic
+from training.run import Run
+
+BATCH = 128
+
+
+def timed_steps(model, optimizer, batches, steps: int, warmup: int = 20) -> float:
+    """Images per second over `steps` training steps after `warmup` steps."""
+    done, start = 0, None
+    for images, labels in batches:
+        if done == warmup:
+            start = time.perf_counter()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        done += 1
+        if done == warmup + steps:
+            return steps * BATCH / (time.perf_counter() - start)
+    raise ValueError("dataset too small for the requested steps")
+
+
+def course_batches(data_dir: Path):
+    # The course: PIL image -> ToTensor per sample, in the DataLoader, every epoch.
+    dataset = MNIST(data_dir, train=True, transform=transforms.Compose([
+        transforms.ToTensor(), transforms.Normalize((MNIST_MEAN,), (MNIST_STD,))]))
+    while True:
+        yield from DataLoader(dataset, batch_size=BATCH, shuffle=True)
+
+
+def our_batches(data_dir: Path):
+    train, _ = load_mnist(data_dir)
+    with tempfile.TemporaryDirectory() as out:
+        run = Run("bench", mnist_logistic.TASK, mnist_logistic.Config(epochs=10**6), "cpu", data_dir,
+                  Path(out), Accelerator(cpu=True))
+        for _ in run.epochs():
+            for images, labels in run.batches(train, BATCH):
+                yield normalize_mnist(images), labels
+            run.epoch += 1  # what end_epoch does, without its evaluation and checkpoint
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", type=Path, default=Path("data"))
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--models", default="mnist-logistic,mnist-mlp,mnist-cnn")
+    args = parser.parse_args()
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, {args.steps} timed steps")
+    print(f"{'model':<16}{'course img/s':>14}{'ours img/s':>14}{'ratio':>8}")
+    for name in args.models.split(","):
+        speeds = []
+        for batches in (course_batches(args.data_dir), our_batches(args.data_dir)):
+            torch.manual_seed(0)
+            model = build_model(name)
+            optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+            speeds.append(timed_steps(model, optimizer, batches, args.steps))
+        print(f"{name:<16}{speeds[0]:>14.0f}{speeds[1]:>14.0f}{speeds[1] / speeds[0]:>7.1f}x")
+
+
+if __name__ == "__main__":
+    main()
