@@ -34,15 +34,14 @@ BATCH = 128
 
 def timed_steps(model, optimizer, batches, steps: int, warmup: int = 20) -> float:
     """Images per second over `steps` training steps after `warmup` steps."""
-    done, start = 0, None
-    for images, labels in batches:
-        if done == warmup:
-            start = time.perf_counter()
+    start = None
+    for done, (images, labels) in enumerate(batches, start=1):
         loss = F.cross_entropy(model(images), labels)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        done += 1
+        if done == warmup:
+            start = time.perf_counter()
         if done == warmup + steps:
             return steps * BATCH / (time.perf_counter() - start)
     raise ValueError("dataset too small for the requested steps")

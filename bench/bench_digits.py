@@ -1,0 +1,236 @@
+"""The digit sketchpad Space: prediction latency in-process and over HTTP, 32 concurrent clients,
+start-up time and memory.
+
+    python bench/bench_digits.py [--requests 100] [--clients 32] [--per-client 5] [--random-weights]
+    make bench                   # every bench, this one included
+
+Weights are resolved as the app does ($ZTG_WEIGHTS_*, checkpoints/, the Hub cache); models
+not found get untrained weights (latency does not depend on the values), as with --random-weights.
+
+Over HTTP the client (gradio_client) and the server share this machine's cores, and a no-op
+request alone costs about a hundred milliseconds here, so HTTP latency is quoted as the increment
+of /predict_sketch over a no-op endpoint measured in the same run, the requests interleaved. The
+no-op has the same signature (a Sketchpad upload and the model name in; a top-3 label, a PNG and
+a message out) and does nothing, so the client's own work on files (upload, download of the
+preview) cancels out; it runs in a second server started by this script. The increment over the
+app's /clear (no inputs, no files) is shown too. The input is what a browser sends: a 560x560
+opaque white PNG with black strokes.
+
+Targets (2-core machine): in-process p50 <= 20 ms and HTTP increment p50 <= 100 ms for the CNN,
+32 concurrent clients without errors, start-up to ready <= 15 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+import torch  # noqa: E402
+from spaces_util import client, drawing, editor_value, import_app, random_weights, serve  # noqa: E402
+
+from shared.weights import WeightsError, default_repos, load_model  # noqa: E402
+
+APP = ROOT / "spaces" / "digits" / "app.py"
+MODELS = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
+
+# The no-op twin of /predict_sketch: same components, same event options, no work.
+NOOP_APP = """
+import os, tempfile
+import gradio as gr
+from PIL import Image
+
+PREVIEW = os.path.join(tempfile.mkdtemp(), "preview.png")
+Image.new("L", (224, 224)).save(PREVIEW)
+
+def noop(sketch, model_name):
+    return {"7": 1.0, "1": 0.0, "9": 0.0}, PREVIEW, "no-op"
+
+with gr.Blocks() as demo:
+    sketch = gr.Sketchpad(type="pil", image_mode="RGBA", format="png")
+    model = gr.Radio(["mnist-cnn"], value="mnist-cnn")
+    outputs = [gr.Label(num_top_classes=3), gr.Image(format="png"), gr.Markdown()]
+    sketch.change(noop, [sketch, model], outputs, api_name="predict_sketch", preprocess=False)
+demo.queue(max_size=64, default_concurrency_limit=2)
+
+if __name__ == "__main__":
+    demo.launch()
+"""
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    ms = sorted(s * 1000 for s in seconds)
+    return statistics.median(ms), ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
+
+
+def timed(fn, repeat: int, warmup: int = 5) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def weights_env(random: bool, folder: Path) -> tuple[dict, dict]:
+    """ZTG_WEIGHTS_* making every model loadable, and where each one's weights come from."""
+    repos = default_repos(APP.parent / "README.md")
+    env, origin = {}, {}
+    for name in MODELS:
+        if not random:
+            try:
+                origin[name] = str(load_model(name, repos.get(name)).source)
+                continue
+            except WeightsError:
+                pass
+        env.update(random_weights(folder, [name]))
+        origin[name] = "untrained weights"
+    return env, origin
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--requests", type=int, default=100, help="timed requests per measurement")
+    p.add_argument("--clients", type=int, default=32)
+    p.add_argument("--per-client", type=int, default=5, help="requests per concurrent client")
+    p.add_argument("--random-weights", action="store_true", help="untrained weights for every model")
+    p.add_argument("--data-dir", help="unused (accepted so that `make bench` can pass it to every bench)")
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    rows: list[tuple[str, str, str, str]] = []  # (measure, p50, p95 / value, target verdict)
+
+    def row(name, p50, p95="", target=""):
+        rows.append((name, p50, p95, target))
+
+    def verdict(value: float, limit: float) -> str:
+        return f"<= {limit:g}: {'ok' if value <= limit else 'MISSED'}"
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-digits-"))
+    env, origin = weights_env(args.random_weights, tmp / "weights")
+    canvas_path = tmp / "canvas.png"
+    drawing("7").save(canvas_path)
+    from PIL import Image
+
+    # ---- in-process: the predict function on what Gradio hands it (a decoded RGBA canvas) ----
+    app = import_app(APP, env)
+    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))  # as the served app does
+    canvas = Image.open(canvas_path).convert("RGBA")
+    value = {"background": None, "layers": [], "composite": canvas}
+    for name in MODELS:
+        p50, p95 = percentiles(timed(lambda n=name: app.predict_sketch(value, n), args.requests))
+        row(f"in-process predict_sketch, {name}", f"{p50:.1f} ms", f"{p95:.1f} ms",
+            verdict(p50, 20) if name == "mnist-cnn" else "")
+    from shared.preprocessing import sketch_to_mnist
+
+    p50, p95 = percentiles(timed(lambda: sketch_to_mnist(canvas), args.requests))
+    row("  of which preprocessing (sketch_to_mnist)", f"{p50:.1f} ms", f"{p95:.1f} ms")
+    digit = sketch_to_mnist(canvas).tensor
+    with torch.inference_mode():
+        p50, p95 = percentiles(timed(lambda: app.MODELS["mnist-cnn"].model(digit), args.requests))
+    row("  of which mnist-cnn forward", f"{p50:.1f} ms", f"{p95:.1f} ms")
+    p50, p95 = percentiles(timed(lambda: Image.open(canvas_path).convert("RGBA").load(), args.requests))
+    row("  (PNG decode of the canvas, done by Gradio)", f"{p50:.1f} ms", f"{p95:.1f} ms")
+
+    # ---- over HTTP ----
+    (tmp / "noop").mkdir()
+    (tmp / "noop" / "app.py").write_text(NOOP_APP)
+    with serve(APP, env) as server, serve(tmp / "noop" / "app.py") as twin:
+        row("start-up to ready (process start -> API answers)", f"{server.startup_seconds:.1f} s", "",
+            verdict(server.startup_seconds, 15))
+        api, noop_api = client(server.url, tmp / "downloads"), client(twin.url, tmp / "downloads")
+        sketch = editor_value(canvas_path)
+        calls = {
+            "no-op, same signature": lambda: noop_api.predict(sketch, "mnist-cnn", api_name="/predict_sketch"),
+            "no-op, the app's /clear": lambda: api.predict(api_name="/clear"),
+            "predict": lambda: api.predict(sketch, "mnist-cnn", api_name="/predict_sketch"),
+        }
+        times = {name: [] for name in calls}
+        for _ in range(5):
+            for call in calls.values():
+                call()
+        label, _, message = calls["predict"]()
+        if not label or label.get("label") is None:
+            raise SystemExit(f"the app does not predict: {message}")
+        for _ in range(args.requests):  # interleaved, so all see the same background load
+            for name, call in calls.items():
+                start = time.perf_counter()
+                call()
+                times[name].append(time.perf_counter() - start)
+        p50s = {name: percentiles(values) for name, values in times.items()}
+        for name, label in (("no-op, same signature", "HTTP no-op with /predict_sketch's signature"),
+                            ("no-op, the app's /clear", "HTTP no-op without files (/clear)"),
+                            ("predict", "HTTP /predict_sketch, mnist-cnn")):
+            row(label, f"{p50s[name][0]:.0f} ms", f"{p50s[name][1]:.0f} ms")
+        increment = p50s["predict"][0] - p50s["no-op, same signature"][0]
+        row("HTTP increment over the same-signature no-op", f"{increment:.0f} ms", "", verdict(increment, 100))
+        over_clear = p50s["predict"][0] - p50s["no-op, the app's /clear"][0]
+        row("HTTP increment over /clear (includes the client's file work)", f"{over_clear:.0f} ms")
+        rss, _ = server.rss_mb()
+
+        # ---- concurrent clients ----
+        clients = [client(server.url, tmp / "downloads") for _ in range(args.clients)]
+        latencies, errors, lock = [], [], threading.Lock()
+        barrier = threading.Barrier(args.clients + 1)
+
+        def user(own):
+            barrier.wait()
+            for _ in range(args.per_client):
+                start = time.perf_counter()
+                try:
+                    label, _, _ = own.predict(sketch, "mnist-cnn", api_name="/predict_sketch")
+                    assert label and label.get("label") is not None
+                    with lock:
+                        latencies.append(time.perf_counter() - start)
+                except Exception as error:  # noqa: BLE001
+                    with lock:
+                        errors.append(repr(error)[:200])
+
+        threads = [threading.Thread(target=user, args=(c,)) for c in clients]
+        for thread in threads:
+            thread.start()
+        barrier.wait()
+        start = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - start
+        total = args.clients * args.per_client
+        c50, c95 = percentiles(latencies) if latencies else (float("nan"), float("nan"))
+        row(f"{args.clients} concurrent clients x {args.per_client}: errors", f"{len(errors)} / {total}", "",
+            f"= 0: {'ok' if not errors else 'MISSED'}")
+        row(f"{args.clients} concurrent clients: latency", f"{c50:.0f} ms", f"{c95:.0f} ms")
+        row(f"{args.clients} concurrent clients: throughput", f"{len(latencies) / wall:.1f} req/s")
+        after, peak = server.rss_mb()
+        row("server memory (RSS): idle / after load / peak", f"{rss:.0f} MiB", f"{after:.0f} / {peak:.0f} MiB")
+        alive = server.alive()
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    import gradio
+
+    print(f"\ndigit sketchpad benchmark: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"gradio {gradio.__version__}, {torch.get_num_threads()} torch threads, load average "
+          f"{os.getloadavg()[0]:.1f}")
+    print("weights: " + ", ".join(f"{n} from {o}" for n, o in origin.items()))
+    width = max(len(r[0]) for r in rows) + 2
+    print(f"\n{'measure':{width}s}{'p50 / value':>14s}{'p95 / more':>20s}   target")
+    for name, p50, p95, target in rows:
+        print(f"{name:{width}s}{p50:>14s}{p95:>20s}   {target}")
+    if errors:
+        print("\nfirst errors:", *errors[:3], sep="\n  ")
+    print(f"\nserver still serving after the run: {'yes' if alive else 'NO'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""Find and load the trained weights a Space serves.
+
+For a lesson (= registered model name, e.g. `mnist-cnn`) the weights come from the first of:
+
+1. the environment variable `ZTG_WEIGHTS_<LESSON>` (upper case, `-` -> `_`, e.g.
+   `ZTG_WEIGHTS_MNIST_CNN`), naming a local checkpoint folder or a Hub model repo
+   `org/name`, optionally pinned as `org/name@revision` (a branch, tag or commit);
+   when it is set, nothing else is tried;
+2. the local checkpoint folder `checkpoints/<lesson>/` that `make train-all` (or
+   `python -m training <lesson>`) writes, looked up under the repository root and under the
+   current directory;
+3. the default Hub repo, which a Space reads from the `models:` list of its README.
+
+Loading goes through `MODELS[lesson].from_pretrained`: safetensors only, `strict=True`, the
+model in `eval()` mode on the CPU. Hub downloads use the Hugging Face cache, so with
+`HF_HUB_OFFLINE=1` a pre-filled cache serves them without any network access. When no weights
+are found, `WeightsNotFound` says what was tried and how to train or where to point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+ENV_PREFIX = "ZTG_WEIGHTS_"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# What a model needs from a checkpoint folder or Hub repo; metrics.json only adds a description.
+WEIGHT_FILES = ("config.json", "model.safetensors")
+_REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+class WeightsError(RuntimeError):
+    """Weights could not be found or loaded; the message says how to fix it."""
+
+
+class WeightsNotFound(WeightsError):
+    """No source holds weights for this lesson."""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: str                    # "folder" or "hub"
+    location: str                # a folder, or a Hub repo id "org/name"
+    revision: str | None = None  # Hub branch, tag or commit; None means the default branch
+    origin: str = ""             # why this source was used: the env var, the local checkpoint, ...
+
+    def __str__(self) -> str:
+        if self.kind == "hub":
+            return f"Hub repo {self.location}" + (f"@{self.revision}" if self.revision else "")
+        return f"folder {_shown(Path(self.location))}"
+
+
+class Loaded(NamedTuple):
+    model: object    # the HubModel, in eval() mode
+    source: Source
+    metrics: dict    # the checkpoint's metrics.json ({} when it has none)
+
+
+def env_var(lesson: str) -> str:
+    """`mnist-cnn` -> `ZTG_WEIGHTS_MNIST_CNN`."""
+    return ENV_PREFIX + re.sub(r"[^A-Za-z0-9]", "_", lesson).upper()
+
+
+def parse_repo_ref(text: str) -> tuple[str, str | None]:
+    """`org/name` or `org/name@revision` -> (repo id, revision or None); ValueError if malformed."""
+    repo_id, at, revision = text.strip().partition("@")
+    if not _REPO_ID.match(repo_id) or ".." in repo_id or (at and not revision.strip()):
+        raise ValueError(f"{text!r} is not a Hub repo id (expected org/name or org/name@revision)")
+    return repo_id, (revision.strip() or None)
+
+
+def checkpoint_roots() -> list[Path]:
+    """Where `checkpoints/` may be: under the repository root, then under the current directory."""
+    roots = []
+    for root in (REPO_ROOT / "checkpoints", Path.cwd() / "checkpoints"):
+        if root.resolve() not in [r.resolve() for r in roots]:
+            roots.append(root)
+    return roots
+
+
+def local_checkpoint(lesson: str, roots: list[Path] | None = None) -> Path | None:
+    """The first `<root>/<lesson>/` holding config.json and model.safetensors, if any."""
+    for root in checkpoint_roots() if roots is None else roots:
+        folder = Path(root) / lesson
+        if all((folder / name).is_file() for name in WEIGHT_FILES):
+            return folder
+    return None
+
+
+def default_repos(readme: str | Path) -> dict[str, str]:
+    """`models:` of a Space README's YAML front matter, by name: {"mnist-cnn": "org/mnist-cnn", ...}."""
+    from huggingface_hub import metadata_load
+
+    models = (metadata_load(readme) or {}).get("models") or []
+    if isinstance(models, str):
+        models = [models]
+    return {parse_repo_ref(ref)[0].split("/")[1]: ref for ref in models}
+
+
+def find_weights(lesson: str, default_repo: str | None = None, *, roots: list[Path] | None = None,
+                 environ: dict | None = None) -> Source:
+    """The source the weights of `lesson` come from (see the module docstring for the order)."""
+    name = env_var(lesson)
+    value = (os.environ if environ is None else environ).get(name, "").strip()
+    if value:
+        path = Path(value).expanduser()
+        if path.is_dir():
+            return Source("folder", str(path), origin=f"${name}")
+        try:
+            repo_id, revision = parse_repo_ref(value)
+        except ValueError:
+            raise WeightsNotFound(
+                f"{name}={value} is neither an existing folder nor a Hub repo id "
+                f"(org/name or org/name@revision). {how_to_fix(lesson)}") from None
+        if path.exists() or value.startswith((".", "/", "~")):
+            raise WeightsNotFound(f"{name}={value}: no such checkpoint folder. {how_to_fix(lesson)}")
+        return Source("hub", repo_id, revision, origin=f"${name}")
+    folder = local_checkpoint(lesson, roots)
+    if folder is not None:
+        return Source("folder", str(folder), origin="local checkpoint")
+    if default_repo:
+        repo_id, revision = parse_repo_ref(default_repo)
+        return Source("hub", repo_id, revision, origin="default Hub repo")
+    raise WeightsNotFound(f"No weights for {lesson}: {name} is not set, there is no checkpoints/"
+                          f"{lesson}/ folder and no default Hub repo. {how_to_fix(lesson)}")
+
+
+def load_model(lesson: str, default_repo: str | None = None, *, roots: list[Path] | None = None,
+               environ: dict | None = None, cache_dir: str | Path | None = None) -> Loaded:
+    """Find and load the weights of `lesson` (strict, safetensors only, eval mode, CPU)."""
+    from shared.models import MODELS
+
+    if lesson not in MODELS:
+        raise WeightsError(f"unknown model {lesson!r}; registered: {', '.join(sorted(MODELS))}")
+    source = find_weights(lesson, default_repo, roots=roots, environ=environ)
+    folder = Path(source.location)
+    if source.kind == "hub":
+        folder = _download(lesson, source, cache_dir)
+    missing = [name for name in WEIGHT_FILES if not (folder / name).is_file()]
+    if missing:
+        raise WeightsNotFound(f"{lesson}: {source} ({source.origin}) has no {' or '.join(missing)}. "
+                              f"{how_to_fix(lesson)}")
+    try:
+        model = MODELS[lesson].from_pretrained(folder)
+    except Exception as error:  # noqa: BLE001  (shape mismatch, corrupt file, bad config, ...)
+        raise WeightsError(f"{lesson}: the weights in {source} ({source.origin}) do not load into the "
+                           f"{lesson} model: {_first_line(error)}. Retrain with `make train "
+                           f"LESSON={lesson}` or point {env_var(lesson)} elsewhere.") from error
+    return Loaded(model, source, _read_metrics(folder))
+
+
+def how_to_fix(lesson: str) -> str:
+    return (f"Train it with `make train LESSON={lesson}` (or `python -m training {lesson}`), which "
+            f"writes checkpoints/{lesson}/, or set {env_var(lesson)} to a checkpoint folder or a Hub "
+            "model repo (org/name or org/name@revision).")
+
+
+def _download(lesson: str, source: Source, cache_dir) -> Path:
+    """Fetch the weight files of a Hub repo into the HF cache (one repo lookup, then the files)."""
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(source.location, revision=source.revision, cache_dir=cache_dir,
+                                      allow_patterns=[*WEIGHT_FILES, "metrics.json"]))
+    except Exception as error:  # noqa: BLE001  (offline, repo/revision not found, HTTP errors)
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        reason = ("HF_HUB_OFFLINE is set and the Hugging Face cache does not hold it" if offline
+                  else _first_line(error))
+        raise WeightsNotFound(f"No weights for {lesson}: {source} ({source.origin}) could not be "
+                              f"loaded ({type(error).__name__}: {reason}). {how_to_fix(lesson)}") from error
+
+
+def _read_metrics(folder: Path) -> dict:
+    try:
+        return json.loads((folder / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else type(error).__name__
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the repository or the current directory when it is inside one."""
+    for base in (Path.cwd(), REPO_ROOT):
+        try:
+            return str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)

@@ -1,0 +1,272 @@
+"""Digit sketchpad: draw a digit (or upload a photo of one) and watch three MNIST models guess.
+
+    python spaces/digits/app.py          # or: make space SPACE=digits  -> http://127.0.0.1:7860
+    GRADIO_SERVER_PORT=7861 python spaces/digits/app.py
+
+The drawing goes through `shared.preprocessing.sketch_to_mnist`, which makes it look like an
+MNIST digit (crop, 20-pixel box, centre of mass, training normalisation), and the page shows
+that 28x28 input next to the top-3 prediction. Models: `mnist-cnn` (default), `mnist-mlp`
+and `mnist-logistic`, each from `$ZTG_WEIGHTS_<MODEL>`, else `checkpoints/<model>/`, else the
+Hub repo listed under `models:` in this folder's README (see `shared/weights.py`).
+
+API (every endpoint named; see "Use via API" in the page footer):
+    /predict_sketch (sketch, model_name) -> (top-3 label, 28x28 input enlarged, message)
+    /predict_photo  (photo, model_name)  -> same
+    /clear          ()                   -> cleared inputs and outputs
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
+sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from shared.images import (  # noqa: E402
+    ImageError,
+    describe_error,
+    editor_image,
+    install_decoder_limits,
+    open_image,
+)
+from shared.preprocessing import sketch_to_mnist  # noqa: E402
+from shared.weights import WeightsError, default_repos, load_model  # noqa: E402
+
+MODEL_NAMES = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
+PREVIEW_SCALE = 8            # the 28x28 input is shown as 224x224, one block per pixel
+PREVIEW_DIR = Path(tempfile.gettempdir()) / "zero-to-gans-digits"
+PREVIEW_MAX_AGE = 3600       # seconds a preview file is kept
+PHOTO_SIDE = 1024            # photos are decoded at about this size (JPEG draft mode)
+DRAW_PROMPT = "Draw a digit (0-9) on the canvas, or upload a photo of one."
+
+install_decoder_limits()
+
+
+def load_models() -> tuple[dict, dict]:
+    """({name: Loaded}, {name: why it is missing}); the models load in parallel."""
+    repos = default_repos(HERE / "README.md")
+
+    def attempt(name):
+        try:
+            return name, load_model(name, repos.get(name)), None
+        except WeightsError as error:
+            print(f"[digits] {error}", file=sys.stderr)
+            return name, None, str(error)
+
+    with ThreadPoolExecutor(len(MODEL_NAMES)) as pool:
+        results = list(pool.map(attempt, MODEL_NAMES))
+    return ({n: m for n, m, _ in results if m}, {n: e for n, _, e in results if e})
+
+
+MODELS, MISSING = load_models()
+
+
+# ---- prediction (pure functions of their inputs and the loaded models) ---------------------
+
+
+def classify(image, model_name: str):
+    """A decoded image -> (top-3 label dict, 28x28 input enlarged, message)."""
+    if model_name not in MODELS:
+        reason = MISSING.get(model_name, f"Unknown model {model_name!r}; choose one of {MODEL_NAMES}.")
+        return None, None, f"**{model_name} is not available.** {reason}"
+    digit = sketch_to_mnist(image) if image is not None else None
+    if digit is None:
+        return None, None, DRAW_PROMPT
+    loaded = MODELS[model_name]
+    with torch.inference_mode():
+        probabilities = loaded.model(digit.tensor).softmax(dim=1)[0].tolist()
+    label = {str(d): p for d, p in enumerate(probabilities)}
+    best = max(range(10), key=probabilities.__getitem__)
+    return label, preview_file(digit.pixels), \
+        f"**{best}** ({probabilities[best]:.0%}) by {model_name}, {describe(loaded)}."
+
+
+def preview_file(pixels) -> str:
+    """The model's 28x28 input, enlarged, as a PNG file named after its content.
+
+    Why a file: Gradio rewrites an image returned as an array into its cache on every request,
+    so a client fetching the same image at that moment can receive a truncated file (seen with
+    32 clients sending the same drawing). A finished file is written once, atomically, and Gradio
+    copies files atomically.
+    """
+    path = PREVIEW_DIR / f"{hashlib.sha1(pixels.tobytes()).hexdigest()}.png"
+    if not path.exists():
+        PREVIEW_DIR.mkdir(exist_ok=True)
+        partial = path.with_name(f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.png")
+        Image.fromarray(pixels.repeat(PREVIEW_SCALE, 0).repeat(PREVIEW_SCALE, 1)).save(partial)
+        os.replace(partial, path)
+        prune_previews()
+    return str(path)
+
+
+_preview_writes = itertools.count(1)
+
+
+def prune_previews(every: int = 500) -> None:
+    """Every `every` new previews, delete those older than PREVIEW_MAX_AGE (Gradio keeps its copies)."""
+    if next(_preview_writes) % every:
+        return
+    cutoff = time.time() - PREVIEW_MAX_AGE
+    for old in PREVIEW_DIR.glob("*.png"):
+        try:
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
+        except OSError:
+            pass
+
+
+def predict_sketch(sketch, model_name: str):
+    """A drawing -> top-3 digits, the 28x28 image the model sees, a message.
+
+    sketch: a PIL image or array, or a Sketchpad value {"background", "layers", "composite"}
+    of images or files; None or a blank canvas asks for a drawing.
+    """
+    try:
+        image = editor_image(sketch) if isinstance(sketch, dict) else sketch
+    except ImageError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    return classify(image, model_name)
+
+
+def predict_photo(photo, model_name: str):
+    """A photo of a digit written on paper (dark ink on light paper) -> same as predict_sketch.
+
+    photo: a path, bytes, a PIL image or a Gradio file dict; decoded by `shared.images`.
+    """
+    try:
+        image = open_image(photo, size_hint=PHOTO_SIDE) if photo else None
+    except ImageError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    return classify(image, model_name)
+
+
+def describe(loaded) -> str:
+    """Where the weights come from, for the page: a Hub repo, or just "a local checkpoint" (no path)."""
+    where = str(loaded.source) if loaded.source.kind == "hub" else "a local checkpoint"
+    accuracy = loaded.metrics.get("test_accuracy")
+    return where + (f", test accuracy {accuracy}%" if accuracy is not None else "")
+
+
+# ---- what the components send --------------------------------------------------------------
+# The events run with preprocess=False, so Gradio decodes no image itself: a file from an API
+# client reaches `shared.images` undecoded (its size is checked from the header, its mode
+# handled, its errors worded for a person). Only the browser's own canvas, posted as PNG blobs
+# of the canvas size, is decoded by the Sketchpad component.
+
+
+def sketch_event(payload: dict | None, model_name: str):
+    if payload and payload.get("id"):  # the browser: blobs posted to the component beforehand
+        try:
+            payload = sketch.preprocess(sketch.data_model.model_validate(payload))
+        except Exception as error:  # noqa: BLE001
+            raise gr.Error(describe_error(error), print_exception=False) from None
+    return predict_sketch(payload, model_name)
+
+
+def photo_event(payload: dict | None, model_name: str):
+    return predict_photo(payload, model_name)
+
+
+def model_event(source: str, sketch_payload, photo_payload, model_name: str):
+    """Rerun the prediction of the input in view (after the model was changed)."""
+    if source == "photo":
+        return photo_event(photo_payload, model_name)
+    return sketch_event(sketch_payload, model_name)
+
+
+def show_sketch(sketch_payload, model_name):
+    return (*sketch_event(sketch_payload, model_name), "sketch")
+
+
+def show_photo(photo_payload, model_name):
+    return (*photo_event(photo_payload, model_name), "photo")
+
+
+def clear():
+    return None, None, None, None, DRAW_PROMPT
+
+
+# Gradio 6.31's sketchpad starts with no tool selected (a first stroke draws nothing), so pick
+# the brush as soon as the canvas is on the page, and again after it is cleared.
+SELECT_BRUSH = """
+() => {
+  const pick = () => {
+    const brush = document.querySelector('#digit-canvas button[aria-label="Brush"]');
+    if (!brush) return false;
+    if (!brush.classList.contains('highlight')) brush.click();  // 'highlight' marks the active tool
+    return true;
+  };
+  let tries = 0;
+  const timer = setInterval(() => { if (pick() || ++tries > 100) clearInterval(timer); }, 100);
+}
+"""
+
+# delete_cache: uploads and outputs older than an hour leave Gradio's cache, checked hourly.
+with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=(3600, 3600)) as demo:
+    gr.Markdown("# Draw a digit\nThree models from *Deep Learning with PyTorch: Zero to GANs* "
+                "guess it as you draw: a CNN, the lesson 3 feed-forward network and the lesson 2 "
+                "logistic regression.")
+    if MISSING:
+        gr.Markdown("\n".join(f"- **{name} unavailable:** {why}" for name, why in MISSING.items()))
+    source = gr.State("sketch")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            with gr.Tabs():
+                with gr.Tab("Draw", id="draw") as draw_tab:
+                    sketch = gr.Sketchpad(
+                        label="Canvas", elem_id="digit-canvas", type="pil", image_mode="RGBA",
+                        sources=(), transforms=(), layers=False, format="png",
+                        brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=22),
+                        eraser=gr.Eraser(default_size=30), canvas_size=(560, 560), fixed_canvas=True,
+                        height=520,
+                    )
+                with gr.Tab("Photo", id="photo") as photo_tab:
+                    photo = gr.Image(label="Photo of a digit on paper (dark ink, light paper)",
+                                     type="filepath", image_mode=None, elem_id="digit-photo",
+                                     sources=["upload", "webcam", "clipboard"])
+            with gr.Row():
+                model = gr.Radio(MODEL_NAMES, value=MODEL_NAMES[0], label="Model", elem_id="model-picker")
+                clear_button = gr.Button("Clear", elem_id="clear-button", variant="secondary")
+        with gr.Column(scale=2):
+            label = gr.Label(num_top_classes=3, label="Prediction", elem_id="prediction")
+            preview = gr.Image(label="What the model sees (28 x 28)", format="png", interactive=False,
+                               height=240, buttons=[], elem_id="model-input")
+            message = gr.Markdown(DRAW_PROMPT, elem_id="message")
+    outputs = [label, preview, message]
+
+    sketch.change(sketch_event, [sketch, model], outputs, api_name="predict_sketch", preprocess=False,
+                  trigger_mode="always_last", show_progress="hidden")
+    photo.change(photo_event, [photo, model], outputs, api_name="predict_photo", preprocess=False,
+                 show_progress="hidden")
+    model.change(model_event, [source, sketch, photo, model], outputs, api_name="predict_current",
+                 api_visibility="undocumented", preprocess=False, show_progress="hidden")
+    draw_tab.select(show_sketch, [sketch, model], [*outputs, source], api_name="show_sketch",
+                    api_visibility="private", preprocess=False, show_progress="hidden")
+    photo_tab.select(show_photo, [photo, model], [*outputs, source], api_name="show_photo",
+                     api_visibility="private", preprocess=False, show_progress="hidden")
+    clear_button.click(clear, None, [sketch, photo, *outputs], api_name="clear",
+                       show_progress="hidden").then(None, js=SELECT_BRUSH)
+    demo.load(None, js=SELECT_BRUSH)
+
+# A public Space: small uploads, a bounded queue, two predictions at a time (2 CPU cores),
+# errors shown only as the messages written above, no monitoring endpoint.
+demo.queue(max_size=64, default_concurrency_limit=2)
+LAUNCH = dict(max_file_size="10mb", show_error=False, enable_monitoring=False)
+
+if __name__ == "__main__":
+    # One thread per prediction: tiny models gain nothing from more, and two predictions run at
+    # once on a 2-core Space; more threads would only wait for each other.
+    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
+    demo.launch(**LAUNCH)

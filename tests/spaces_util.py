@@ -1,0 +1,318 @@
+"""Helpers to test the Spaces for real, shared by every Space's tests and by bench/.
+
+- `serve(app)`: start `python spaces/<app>/app.py` on a free port as its own process, wait until
+  it answers, stop it afterwards (its log is kept for failure messages);
+- `random_weights` / `trained_cnn`: model weights for an app, through its `ZTG_WEIGHTS_*` variables;
+- `drawing`, `png`: synthetic digits drawn like a person on a canvas, as images or file bytes;
+- `CHROMIUM`, `CHROMIUM_ARGS`, `draw_on_canvas`: Playwright driving Debian's Chromium.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+# ---- serving an app ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RunningApp:
+    url: str                    # e.g. http://127.0.0.1:40123/
+    process: subprocess.Popen
+    log_path: Path
+    startup_seconds: float      # from process start to the first successful API answer
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def rss_mb(self) -> tuple[float, float]:
+        """(current, peak) resident memory of the server process, in MiB (Linux)."""
+        fields = {}
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields[key] = value
+        return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
+
+
+def app_env(extra: dict | None = None, *, inherit: bool = True) -> dict:
+    """Environment for an app process: offline Hub, no analytics, unbuffered output."""
+    env = dict(os.environ) if inherit else {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
+               GRADIO_SERVER_NAME="127.0.0.1")
+    env.update(extra or {})
+    return env
+
+
+@contextlib.contextmanager
+def serve(app: Path, env: dict | None = None, *, cwd: Path | None = None, python: str = sys.executable,
+          timeout: float = 120, inherit_env: bool = True):
+    """Run `python app.py` on a free port; yield a RunningApp once its API answers; stop it after."""
+    port = free_port()
+    log_path = Path(tempfile.mkstemp(prefix=f"{Path(app).parent.name}-", suffix=".log")[1])
+    environment = app_env({**(env or {}), "GRADIO_SERVER_PORT": str(port)}, inherit=inherit_env)
+    start = time.perf_counter()
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([python, str(app)], cwd=cwd or Path(app).parent, env=environment,
+                                   stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        wait_until_ready(url, process, log_path, timeout)
+        yield RunningApp(url, process, log_path, time.perf_counter() - start)
+    finally:
+        stop(process)
+
+
+def wait_until_ready(url: str, process: subprocess.Popen, log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"app exited with {process.returncode} before serving:\n"
+                               f"{log_path.read_text(errors='replace')[-4000:]}")
+        try:
+            with urllib.request.urlopen(url + "gradio_api/info", timeout=2) as response:
+                if response.status == 200:
+                    json.load(response)
+                    return
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    raise TimeoutError(f"app not ready after {timeout} s:\n{log_path.read_text(errors='replace')[-4000:]}")
+
+
+def stop(process: subprocess.Popen) -> None:
+    """SIGTERM the app's process group (it may have children), then SIGKILL if it lingers."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+
+def isolated_python(folder: Path) -> str:
+    """A Python that sees the project's dependencies but not the project itself.
+
+    A venv (no pip) whose only link to the project venv is a .pth line naming its site-packages:
+    .pth files inside that folder (the editable install of this repository) are not processed,
+    so `import shared` works only from a folder the app puts on sys.path itself.
+    """
+    import sysconfig
+
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(folder)], check=True)
+    site = folder / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    (site / "project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    return str(folder / "bin" / "python")
+
+
+# ---- weights ----------------------------------------------------------------------------------
+
+
+def random_weights(folder: Path, names: list[str]) -> dict:
+    """Untrained weights for each model in `folder/<name>/`; returns the ZTG_WEIGHTS_* variables."""
+    from shared.models import build_model
+    from shared.weights import env_var
+
+    env = {}
+    for name in names:
+        target = Path(folder) / name
+        if not (target / "model.safetensors").is_file():
+            build_model(name).save_pretrained(target)
+        env[env_var(name)] = str(target)
+    return env
+
+
+_TRAINED: dict[str, Path] = {}
+
+
+def trained_cnn(datasets: Path | None, epochs: int | None = 3) -> Path:
+    """A trained mnist-cnn checkpoint folder: $ZTG_TEST_CNN, else checkpoints/mnist-cnn/ when
+    complete (`make train-all`), else trained once.
+
+    Training (`python -m training mnist-cnn --profile cpu --epochs=3`: the cpu profile shortened;
+    enough for the sketch-accuracy target) goes to artifacts/test-checkpoints/, which later runs
+    reuse. Raises LookupError when there is neither a checkpoint nor a dataset.
+    """
+    if "mnist-cnn" in _TRAINED:
+        return _TRAINED["mnist-cnn"]
+    if os.environ.get("ZTG_TEST_CNN"):  # a checkpoint folder to use as it is
+        _TRAINED["mnist-cnn"] = Path(os.environ["ZTG_TEST_CNN"])
+        return _TRAINED["mnist-cnn"]
+    for folder in (ROOT / "checkpoints" / "mnist-cnn", ARTIFACTS / "test-checkpoints" / "mnist-cnn"):
+        if _complete(folder):
+            _TRAINED["mnist-cnn"] = folder
+            return folder
+    if datasets is None:
+        raise LookupError("no trained mnist-cnn (checkpoints/mnist-cnn) and no dataset cache to train one")
+    out = ARTIFACTS / "test-checkpoints"
+    command = [sys.executable, "-m", "training", "mnist-cnn", "--profile", "cpu", "--data-dir", str(datasets),
+               "--out-dir", str(out)] + ([f"--epochs={epochs}"] if epochs else [])
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    if result.returncode != 0 or not _complete(out / "mnist-cnn"):
+        raise RuntimeError(f"training mnist-cnn failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
+    print(f"[spaces_util] trained mnist-cnn in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    _TRAINED["mnist-cnn"] = out / "mnist-cnn"
+    return _TRAINED["mnist-cnn"]
+
+
+def _complete(folder: Path) -> bool:
+    try:
+        return json.loads((folder / "metrics.json").read_text()).get("complete", False) and \
+            (folder / "model.safetensors").is_file()
+    except (OSError, ValueError):
+        return False
+
+
+# ---- drawings ---------------------------------------------------------------------------------
+
+# Digits as pen strokes in relative coordinates (x, y in 0..1 of a square box), drawn the way
+# people write them; every test and the browser test draw the same shapes.
+STROKES: dict[str, list[list[tuple[float, float]]]] = {
+    "1": [[(0.42, 0.22), (0.55, 0.1), (0.55, 0.9)]],
+    "7": [[(0.2, 0.12), (0.8, 0.12), (0.42, 0.9)]],
+    "4": [[(0.6, 0.1), (0.18, 0.62), (0.85, 0.62)], [(0.64, 0.35), (0.64, 0.92)]],
+    "0": [[(0.5 + 0.3 * math.sin(t / 12 * math.tau), 0.5 - 0.4 * math.cos(t / 12 * math.tau))
+           for t in range(13)]],
+    "2": [[(0.22, 0.3), (0.3, 0.16), (0.5, 0.1), (0.7, 0.16), (0.76, 0.32), (0.68, 0.5), (0.22, 0.9),
+           (0.82, 0.9)]],
+}
+
+
+def drawing(digit: str, size: tuple[int, int] = (560, 560), box: tuple[float, float, float, float] = (0.2, 0.15, 0.6, 0.7),
+            width: int = 28, transparent: bool = False, ink=(0, 0, 0), paper=(255, 255, 255)) -> Image.Image:
+    """An RGBA canvas with `digit` drawn in `box` (x, y, w, h as fractions of the canvas).
+
+    transparent=False: what a browser sends (opaque paper, ink strokes); True: what an API client
+    may send (alpha 0 around, the ink opaque).
+    """
+    image = Image.new("RGBA", size, (0, 0, 0, 0) if transparent else (*paper, 255))
+    pen = ImageDraw.Draw(image)
+    bx, by, bw, bh = box
+    for stroke in STROKES[digit]:
+        points = [((bx + x * bw) * size[0], (by + y * bh) * size[1]) for x, y in stroke]
+        pen.line(points, fill=(*ink, 255), width=width, joint="curve")
+        for x, y in (points[0], points[-1]):  # round caps, like a brush
+            pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=(*ink, 255))
+    return image
+
+
+def png(image: Image.Image, format: str = "PNG", **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def huge_png_header(width: int = 20_000, height: int = 20_000) -> bytes:
+    """A PNG whose header declares width x height but holds one row: decoding it would need
+    gigabytes, reading the header takes microseconds."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+            + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
+
+
+# ---- browser ----------------------------------------------------------------------------------
+
+
+def draw_on_canvas(page, canvas, digit: str, box=(0.25, 0.15, 0.5, 0.7), step_px: float = 40,
+                   strokes: slice = slice(None)) -> None:
+    """Draw `digit` (or only `strokes` of it) with the mouse on a Playwright `canvas` locator.
+
+    The pointer moves about `step_px` screen pixels at a time (the brush joins the points): each
+    move waits for a browser that renders the canvas in software, about half a second on a busy
+    2-core machine, so fewer moves keep the test fast.
+    """
+    area = canvas.bounding_box()
+    side = min(area["width"], area["height"])
+    left = area["x"] + (area["width"] - side) / 2
+    top = area["y"] + (area["height"] - side) / 2
+    bx, by, bw, bh = box
+
+    def at(x, y):
+        return left + (bx + x * bw) * side, top + (by + y * bh) * side
+
+    for stroke in STROKES[digit][strokes]:
+        page.mouse.move(*at(*stroke[0]))
+        page.mouse.down()
+        for start, end in zip(stroke, stroke[1:], strict=False):
+            (x0, y0), (x1, y1) = at(*start), at(*end)
+            steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step_px))
+            for i in range(1, steps + 1):
+                page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
+        page.mouse.up()
+
+
+# ---- importing and calling an app -------------------------------------------------------------
+
+
+def import_app(app: Path, env: dict):
+    """Import spaces/<name>/app.py as a module (it loads its models on import) with `env` set."""
+    import importlib.util
+
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        spec = importlib.util.spec_from_file_location(f"space_{Path(app).parent.name}", app)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return module
+
+
+def client(url: str, download_dir: Path | None = None):
+    """A gradio_client Client for a local app: quiet, no analytics, outputs downloaded to a tmp dir."""
+    from gradio_client import Client
+
+    return Client(url, verbose=False, analytics_enabled=False,
+                  download_files=str(download_dir or tempfile.mkdtemp(prefix="client-")))
+
+
+def editor_value(path) -> dict:
+    """What a client sends to a Sketchpad: the canvas file as the composite."""
+    from gradio_client import handle_file
+
+    return {"background": None, "layers": [], "composite": handle_file(str(path))}

@@ -1,0 +1,111 @@
+"""spaces/deploy.py: a staged Space folder runs on its own, and an upload is one commit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import gradio
+import pytest
+from huggingface_hub import metadata_load
+from spaces_util import ROOT, client, drawing, editor_value, isolated_python, random_weights, serve
+
+sys.path.insert(0, str(ROOT / "spaces"))
+import deploy  # noqa: E402
+
+SPACES = deploy.list_spaces()
+
+
+def test_spaces_are_listed():
+    assert "digits" in SPACES
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_space_readme_front_matter(space):
+    meta = metadata_load(ROOT / "spaces" / space / "README.md")
+    assert meta["sdk"] == "gradio" and meta["sdk_version"] == gradio.__version__
+    assert meta["app_file"] == "app.py" and str(meta["python_version"]).startswith("3.")
+    assert meta["license"] and meta["title"] and meta["emoji"]
+    assert 0 < len(meta["short_description"]) <= 60  # the Hub's limit
+    assert meta["models"] and all(m.count("/") == 1 for m in meta["models"])
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_requirements_leave_gradio_to_the_sdk(space):
+    lines = (ROOT / "spaces" / space / "requirements.txt").read_text().splitlines()
+    names = [line.split("=")[0].split(">")[0].split("<")[0].strip().lower() for line in lines
+             if line.strip() and not line.startswith(("#", "-"))]
+    assert "gradio" not in names and "torch" in names
+
+
+@pytest.mark.parametrize("space", SPACES)
+def test_stage_is_self_contained(space, tmp_path):
+    staged = deploy.stage(space, tmp_path / space)
+    files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
+    assert {"app.py", "README.md", "requirements.txt", "shared/__init__.py", "shared/images.py",
+            "shared/preprocessing.py", "shared/weights.py", "shared/models/__init__.py"} <= files
+    assert not [f for f in files if "__pycache__" in f or f.endswith((".pyc", ".pyi"))]
+    assert all(f.endswith(".py") for f in files if f.startswith("shared/"))
+    with pytest.raises(SystemExit, match="not empty"):
+        deploy.stage(space, staged)
+
+
+def test_staged_digits_space_runs_on_its_own(tmp_path):
+    """From a temporary folder, with a Python that cannot import this checkout, PYTHONPATH unset and
+    the working directory elsewhere: the staged app serves predictions, and says which weights are
+    missing (none in checkpoints/ here, no network) and how to get them."""
+    staged = deploy.stage("digits", tmp_path / "space")
+    python = isolated_python(tmp_path / "venv")
+    check = subprocess.run([python, "-c", "import shared"], cwd=tmp_path, capture_output=True, text=True)
+    assert check.returncode != 0, "the isolated Python must not see the project's shared/ package"
+    env = random_weights(tmp_path / "weights", ["mnist-cnn"])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with serve(staged / "app.py", env, cwd=elsewhere, python=python, inherit_env=False) as app:
+        api = client(app.url, tmp_path / "downloads")
+        canvas = tmp_path / "canvas.png"
+        drawing("7").save(canvas)
+        label, _, message = api.predict(editor_value(canvas), "mnist-cnn", api_name="/predict_sketch")
+        assert len(label["confidences"]) == 3 and "mnist-cnn" in message
+        label, _, message = api.predict(editor_value(canvas), "mnist-mlp", api_name="/predict_sketch")
+        assert label is None or not label.get("confidences")
+        assert "mnist-mlp is not available" in message and "make train LESSON=mnist-mlp" in message
+        assert "ZTG_WEIGHTS_MNIST_MLP" in message
+        assert str(ROOT) not in app.log()
+
+
+def test_upload_is_one_commit_to_a_gradio_space(monkeypatch):
+    calls = []
+
+    class FakeApi:
+        def create_repo(self, repo_id, **kwargs):
+            calls.append(("create_repo", repo_id, kwargs))
+
+        def upload_folder(self, **kwargs):
+            folder = Path(kwargs["folder_path"])
+            calls.append(("upload_folder", sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.py")),
+                          kwargs))
+            return type("CommitInfo", (), {"commit_url": "https://huggingface.co/spaces/org/x/commit/1"})()
+
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert deploy.upload("digits", "org/x") == "https://huggingface.co/spaces/org/x/commit/1"
+    (kind, repo_id, create), (kind2, files, upload) = calls
+    assert kind == "create_repo" and repo_id == "org/x"
+    assert create == {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True}
+    assert kind2 == "upload_folder" and upload["repo_id"] == "org/x" and upload["repo_type"] == "space"
+    assert "app.py" in files and "shared/preprocessing.py" in files
+
+
+def test_command_line(tmp_path):
+    result = subprocess.run([sys.executable, str(ROOT / "spaces" / "deploy.py"), "stage", "digits",
+                             str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and (tmp_path / "out" / "app.py").is_file()
+    result = subprocess.run([sys.executable, str(ROOT / "spaces" / "deploy.py"), "serve", "nope"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "no Space 'nope'" in result.stderr
+    result = subprocess.run([sys.executable, str(ROOT / "spaces" / "deploy.py"), "upload", "digits", "noslash"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "ORG/NAME" in result.stderr
