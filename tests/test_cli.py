@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_training
+from conftest import run_training, train
 
+from training import LESSONS
 from training.config import ConfigError, make_config
 from training.lessons import mnist_mlp
 
@@ -45,3 +46,25 @@ def test_missing_data_names_the_folder_the_layout_and_the_option(tmp_path):
     for text in (str(tmp_path / "nothing" / "MNIST" / "raw"), "train-images-idx3-ubyte", "--data-dir"):
         assert text in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_tensorboard_tracker_logs_every_epoch(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train("mnist-mlp", tmp_path, "--tracker", "tensorboard", "--epochs=3")
+    logs = tmp_path / "logs" / "mnist-mlp"
+    events = EventAccumulator(str(logs))
+    events.Reload()
+    steps = [event.step for event in events.Scalars("val_accuracy")]
+    assert steps == [1, 2, 3]
+    assert not (tmp_path / "mnist-mlp" / "logs").exists()  # outside the checkpoint that is swapped
+
+
+def test_all_runs_every_lesson_in_course_order(tmp_path):
+    result = run_training("all", "--profile", "smoke", "--out-dir", str(tmp_path), "--seed=3")
+    starts = [result.stdout.find(f"[{lesson}] profile smoke,") for lesson in LESSONS]
+    assert -1 not in starts and starts == sorted(starts), result.stdout[-2000:]
+    for lesson in LESSONS:
+        assert (tmp_path / lesson / "model.safetensors").is_file()
+    assert run_training("all", "--profile", "smoke", "--out-dir", str(tmp_path), "--no_such=1",
+                        check=False).returncode == 2

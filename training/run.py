@@ -9,6 +9,7 @@ stopping on SIGINT/SIGTERM, and `--resume`.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import math
 import signal
 import sys
@@ -42,7 +43,11 @@ def make_accelerator(mixed_precision: str | None, tracker: str | None, out_dir: 
             mixed_precision = "bf16"
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("--mixed-precision fp16 needs a CUDA GPU; on a CPU use bf16 or no")
-    return Accelerator(mixed_precision=mixed_precision, log_with=tracker, project_dir=str(out_dir))
+    if tracker is not None and importlib.util.find_spec(tracker) is None:
+        # Accelerate would drop an unavailable tracker with only a warning.
+        raise ValueError(f"--tracker {tracker} needs the {tracker} package: pip install -e '.[tracking]'")
+    # Tracker logs go beside the checkpoint folders, not into them: those are replaced every epoch.
+    return Accelerator(mixed_precision=mixed_precision, log_with=tracker, project_dir=str(Path(out_dir) / "logs"))
 
 
 class Run:
@@ -69,8 +74,10 @@ class Run:
             self.epoch, self.step = self._resume_state["epoch"], self._resume_state["step"]
             self.train_seconds = self._resume_state["train_seconds"]
             self.samples_seen = self._resume_state["samples_seen"]
-        if accelerator.trackers:
-            accelerator.init_trackers(lesson, config=dataclasses.asdict(config))
+        if accelerator.log_with:  # hparams must be scalars for TensorBoard: lists become strings
+            hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
+                       for k, v in dataclasses.asdict(config).items()}
+            accelerator.init_trackers(lesson, config=hparams | {"profile": profile})
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._request_stop)
 
