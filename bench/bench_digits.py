@@ -22,13 +22,9 @@ Targets (2-core machine): in-process p50 <= 20 ms and HTTP increment p50 <= 100 
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
-import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -36,12 +32,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import torch  # noqa: E402
-from spaces_util import client, drawing, editor_value, import_app, random_weights, serve  # noqa: E402
-
-from shared.weights import WeightsError, default_repos, load_model  # noqa: E402
+from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
+from spaces_util import client, drawing, editor_value, import_app, serve  # noqa: E402
 
 APP = ROOT / "spaces" / "digits" / "app.py"
-MODELS = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
+MODELS = {"mnist-cnn": {}, "mnist-mlp": {}, "mnist-logistic": {}}  # untrained: default sizes
 
 # The no-op twin of /predict_sketch: same components, same event options, no work.
 NOOP_APP = """
@@ -67,58 +62,16 @@ if __name__ == "__main__":
 """
 
 
-def percentiles(seconds: list[float]) -> tuple[float, float]:
-    ms = sorted(s * 1000 for s in seconds)
-    return statistics.median(ms), ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-
-
-def timed(fn, repeat: int, warmup: int = 5) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return times
-
-
-def weights_env(random: bool, folder: Path) -> tuple[dict, dict]:
-    """ZTG_WEIGHTS_* making every model loadable, and where each one's weights come from."""
-    repos = default_repos(APP.parent / "README.md")
-    env, origin = {}, {}
-    for name in MODELS:
-        if not random:
-            try:
-                origin[name] = str(load_model(name, repos.get(name)).source)
-                continue
-            except WeightsError:
-                pass
-        env.update(random_weights(folder, [name]))
-        origin[name] = "untrained weights"
-    return env, origin
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--requests", type=int, default=100, help="timed requests per measurement")
-    p.add_argument("--clients", type=int, default=32)
-    p.add_argument("--per-client", type=int, default=5, help="requests per concurrent client")
-    p.add_argument("--random-weights", action="store_true", help="untrained weights for every model")
-    p.add_argument("--data-dir", help="unused (accepted so that `make bench` can pass it to every bench)")
-    args = p.parse_args()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args = arguments(__doc__, requests=100, per_client=5)
 
-    rows: list[tuple[str, str, str, str]] = []  # (measure, p50, p95 / value, target verdict)
-
-    def row(name, p50, p95="", target=""):
-        rows.append((name, p50, p95, target))
-
-    def verdict(value: float, limit: float) -> str:
-        return f"<= {limit:g}: {'ok' if value <= limit else 'MISSED'}"
+    report = Report()
+    row, verdict = report.row, report.verdict
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-digits-"))
-    env, origin = weights_env(args.random_weights, tmp / "weights")
+    env, origin = weights_env(APP, MODELS, args.random_weights, tmp / "weights")
     canvas_path = tmp / "canvas.png"
     drawing("7").save(canvas_path)
     from PIL import Image
@@ -181,55 +134,15 @@ def main() -> None:
 
         # ---- concurrent clients ----
         clients = [client(server.url, tmp / "downloads") for _ in range(args.clients)]
-        latencies, errors, lock = [], [], threading.Lock()
-        barrier = threading.Barrier(args.clients + 1)
 
-        def user(own):
-            barrier.wait()
-            for _ in range(args.per_client):
-                start = time.perf_counter()
-                try:
-                    label, _, _ = own.predict(sketch, "mnist-cnn", api_name="/predict_sketch")
-                    assert label and label.get("label") is not None
-                    with lock:
-                        latencies.append(time.perf_counter() - start)
-                except Exception as error:  # noqa: BLE001
-                    with lock:
-                        errors.append(repr(error)[:200])
+        def request(own, index, k):
+            label, _, _ = own.predict(sketch, "mnist-cnn", api_name="/predict_sketch")
+            assert label and label.get("label") is not None
 
-        threads = [threading.Thread(target=user, args=(c,)) for c in clients]
-        for thread in threads:
-            thread.start()
-        barrier.wait()
-        start = time.perf_counter()
-        for thread in threads:
-            thread.join()
-        wall = time.perf_counter() - start
-        total = args.clients * args.per_client
-        c50, c95 = percentiles(latencies) if latencies else (float("nan"), float("nan"))
-        row(f"{args.clients} concurrent clients x {args.per_client}: errors", f"{len(errors)} / {total}", "",
-            f"= 0: {'ok' if not errors else 'MISSED'}")
-        row(f"{args.clients} concurrent clients: latency", f"{c50:.0f} ms", f"{c95:.0f} ms")
-        row(f"{args.clients} concurrent clients: throughput", f"{len(latencies) / wall:.1f} req/s")
-        after, peak = server.rss_mb()
-        row("server memory (RSS): idle / after load / peak", f"{rss:.0f} MiB", f"{after:.0f} / {peak:.0f} MiB")
+        report.concurrent(clients, request, args.per_client, server, rss)
         alive = server.alive()
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    import gradio
-
-    print(f"\ndigit sketchpad benchmark: {cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"gradio {gradio.__version__}, {torch.get_num_threads()} torch threads, load average "
-          f"{os.getloadavg()[0]:.1f}")
-    print("weights: " + ", ".join(f"{n} from {o}" for n, o in origin.items()))
-    width = max(len(r[0]) for r in rows) + 2
-    print(f"\n{'measure':{width}s}{'p50 / value':>14s}{'p95 / more':>20s}   target")
-    for name, p50, p95, target in rows:
-        print(f"{name:{width}s}{p50:>14s}{p95:>20s}   {target}")
-    if errors:
-        print("\nfirst errors:", *errors[:3], sep="\n  ")
-    print(f"\nserver still serving after the run: {'yes' if alive else 'NO'}")
+    report.show('digit sketchpad', origin, alive)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -151,6 +152,28 @@ def load_model(lesson: str, default_repo: str | None = None, *, roots: list[Path
                            f"{lesson} model: {_first_line(error)}. Retrain with `make train "
                            f"LESSON={lesson}` or point {env_var(lesson)} elsewhere.") from error
     return Loaded(model, source, _read_metrics(folder))
+
+
+def load_models(names: list[str], readme: str | Path, tag: str) -> tuple[dict[str, Loaded], dict[str, str]]:
+    """What a Space serves: ({name: Loaded}, {name: why it is missing}), loaded in parallel.
+
+    Default Hub repos come from the `models:` list of the Space's `readme`; a model that
+    cannot be loaded is reported on stderr under `[tag]` and the others are still served.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    repos = default_repos(readme)
+
+    def attempt(name):
+        try:
+            return name, load_model(name, repos.get(name)), None
+        except WeightsError as error:
+            print(f"[{tag}] {error}", file=sys.stderr)
+            return name, None, str(error)
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        results = list(pool.map(attempt, names))
+    return {n: m for n, m, _ in results if m}, {n: e for n, _, e in results if e}
 
 
 def how_to_fix(lesson: str) -> str:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the test suite: the dataset cache, and running lessons."""
+"""Fixtures shared by the test suite: the dataset cache, running lessons, a real browser."""
 
 from __future__ import annotations
 
@@ -49,3 +49,18 @@ def run_training(*args: str, env: dict | None = None, timeout: int = 600, check:
     if check and result.returncode != 0:
         raise AssertionError(f"{command} exited {result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (its own browser download does not work offline)."""
+    from spaces_util import CHROMIUM, CHROMIUM_ARGS
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

@@ -15,8 +15,6 @@ import pytest
 from conftest import find_datasets
 from spaces_util import (
     ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
     ROOT,
     draw_on_canvas,
     drawing,
@@ -41,18 +39,6 @@ def server(tmp_path_factory):
         pytest.skip("needs a trained mnist-cnn (checkpoints/mnist-cnn or the dataset cache to train one)")
     with serve(APP, env) as running:
         yield running
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture

@@ -23,7 +23,6 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +41,7 @@ from shared.images import (  # noqa: E402
     open_image,
 )
 from shared.preprocessing import sketch_to_mnist  # noqa: E402
-from shared.weights import WeightsError, default_repos, load_model  # noqa: E402
+from shared.weights import load_models  # noqa: E402
 
 MODEL_NAMES = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
 PREVIEW_SCALE = 8            # the 28x28 input is shown as 224x224, one block per pixel
@@ -52,25 +51,7 @@ PHOTO_SIDE = 1024            # photos are decoded at about this size (JPEG draft
 DRAW_PROMPT = "Draw a digit (0-9) on the canvas, or upload a photo of one."
 
 install_decoder_limits()
-
-
-def load_models() -> tuple[dict, dict]:
-    """({name: Loaded}, {name: why it is missing}); the models load in parallel."""
-    repos = default_repos(HERE / "README.md")
-
-    def attempt(name):
-        try:
-            return name, load_model(name, repos.get(name)), None
-        except WeightsError as error:
-            print(f"[digits] {error}", file=sys.stderr)
-            return name, None, str(error)
-
-    with ThreadPoolExecutor(len(MODEL_NAMES)) as pool:
-        results = list(pool.map(attempt, MODEL_NAMES))
-    return ({n: m for n, m, _ in results if m}, {n: e for n, _, e in results if e})
-
-
-MODELS, MISSING = load_models()
+MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "digits")
 
 
 # ---- prediction (pure functions of their inputs and the loaded models) ---------------------
