@@ -7,6 +7,7 @@ each dataset becomes one uint8 tensor once, and a batch is `images[index]`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,38 @@ class TensorData:
 
     def subset(self, index: torch.Tensor) -> TensorData:
         return TensorData(self.inputs[index], self.labels[index])
+
+
+# ---- decoded datasets, cached --------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where decoded datasets are kept: $ZTG_CACHE_DIR, else $XDG_CACHE_HOME or ~/.cache, /zero-to-gans."""
+    if os.environ.get("ZTG_CACHE_DIR"):
+        return Path(os.environ["ZTG_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zero-to-gans"
+
+
+def read_cache(path: Path) -> TensorData:
+    """A dataset written by `write_cache` (safetensors: no pickle is ever loaded)."""
+    import safetensors.torch
+
+    tensors = safetensors.torch.load_file(str(path))
+    images = tensors["images"]
+    return TensorData(images, tensors.get("labels", torch.zeros(len(images), dtype=torch.long)))
+
+
+def write_cache(path: Path, data: TensorData) -> None:
+    """Save decoded images and labels atomically; a read-only cache only costs a note."""
+    import safetensors.torch
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        safetensors.torch.save_file({"images": data.inputs, "labels": data.labels}, str(tmp))
+        tmp.replace(path)  # atomic: a reader sees the whole file or none
+    except OSError as error:  # a read-only home is no reason to stop training
+        print(f"note: could not cache the decoded dataset in {path.parent} ({error})")
 
 
 def random_split(data: TensorData, holdout: int, seed: int) -> tuple[TensorData, TensorData]:

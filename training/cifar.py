@@ -1,0 +1,222 @@
+"""CIFAR-10 as tensors: decoded once, cached, augmented in whole batches on the device.
+
+Two layouts are found under `--data-dir`:
+
+    cifar10/{train,test}/<class>/*.png|jpg   the fast.ai archive the course downloads (ImageFolder)
+    cifar-10-batches-py/                     torchvision's `CIFAR10` (MD5-checked by torchvision)
+
+When neither is there, the course's archive is downloaded into `--data-dir`. A decoded
+folder is cached as uint8 safetensors under `$ZTG_CACHE_DIR` (default
+`~/.cache/zero-to-gans`), keyed by the folder's path and file list, so the data folder
+itself may be read-only and later runs skip the decoding (about 30 s for the 60,000
+JPEGs on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from shared.models.cifar import CLASSES
+from training.data import DataNotFound, TensorData, cache_dir, random_split, read_cache, write_cache
+
+COURSE_ARCHIVE = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+# ---- loading --------------------------------------------------------------------------
+
+
+def load_cifar10(data_dir: Path, download: bool = True) -> tuple[TensorData, TensorData]:
+    """CIFAR-10 train (50,000) and test (10,000) as uint8 (N, 3, 32, 32) and int64 labels."""
+    root = Path(data_dir)
+    folder, batches = root / "cifar10", root / "cifar-10-batches-py"
+    problem = None
+    if download and not (folder / "train").is_dir() and not batches.is_dir():
+        try:
+            download_course_archive(root)
+        except Exception as error:  # offline, read-only, or a broken download
+            problem = f"{error.__class__.__name__}: {error}"
+    if (folder / "train").is_dir() and (folder / "test").is_dir():
+        return load_image_folder(folder / "train"), load_image_folder(folder / "test")
+    if batches.is_dir():
+        return _load_torchvision(root, train=True), _load_torchvision(root, train=False)
+    raise DataNotFound(
+        f"CIFAR-10 not found in {root.resolve()}"
+        + (f" and the course archive could not be downloaded ({problem})" if problem else "") + ".\n"
+        f"Expected either {folder}/train/<class>/*.png|jpg and {folder}/test/<class>/... "
+        f"(the fast.ai layout, classes {', '.join(CLASSES)}) or torchvision's {batches}/.\n"
+        "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has one of them, "
+        f"or run once with network access to download {COURSE_ARCHIVE} there.")
+
+
+def download_course_archive(root: Path) -> None:
+    """Fetch the course's cifar10.tgz (~135 MB of PNGs) and unpack it as root/cifar10."""
+    root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=root, prefix=".cifar10-download-") as tmp:
+        archive = Path(tmp) / "cifar10.tgz"
+        print(f"downloading {COURSE_ARCHIVE} to {root} ...")
+        with urllib.request.urlopen(COURSE_ARCHIVE, timeout=30) as response, archive.open("wb") as out:
+            shutil.copyfileobj(response, out)
+        with tarfile.open(archive) as tar:
+            tar.extractall(tmp, filter="data")  # refuses absolute paths, links out, devices
+        # Renamed into place only once complete, so a cut download is never mistaken for data.
+        (Path(tmp) / "cifar10").rename(root / "cifar10")
+
+
+def load_image_folder(folder: Path) -> TensorData:
+    """One split of the fast.ai layout (<class>/<image>), decoded once and then read from the cache."""
+    folder = Path(folder)
+    classes = sorted(d.name for d in folder.iterdir() if d.is_dir())
+    if classes != sorted(CLASSES):
+        raise DataNotFound(f"{folder} should hold one folder per CIFAR-10 class ({', '.join(CLASSES)}); "
+                           f"found {classes or 'none'}. Check --data-dir.")
+    files = [(path, label) for label, name in enumerate(CLASSES)
+             for path in sorted((folder / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    key = hashlib.sha256(str(folder.resolve()).encode())
+    for path, _ in files:
+        key.update(f"{path.parent.name}/{path.name}:{path.stat().st_size}".encode())
+    cached = cache_dir() / "cifar10" / f"{folder.name}-{key.hexdigest()[:16]}.safetensors"
+    if cached.is_file():
+        return read_cache(cached)
+    data = TensorData(decode_images([path for path, _ in files]),
+                      torch.tensor([label for _, label in files], dtype=torch.long))
+    write_cache(cached, data)
+    return data
+
+
+def decode_images(paths: list[Path]) -> torch.Tensor:
+    """PNG/JPEG files of 32x32 RGB pictures -> uint8 (N, 3, 32, 32), decoded on all cores."""
+    import numpy as np
+    from PIL import Image
+
+    def decode(path: Path) -> np.ndarray:
+        with Image.open(path) as image:
+            if image.size != (32, 32):
+                raise DataNotFound(f"{path} is {image.size[0]}x{image.size[1]} pixels; CIFAR-10 images are 32x32")
+            return np.asarray(image.convert("RGB"))
+
+    # PIL releases the GIL while decoding, so threads use every core.
+    with ThreadPoolExecutor(os.cpu_count()) as pool:
+        pixels = np.stack(list(pool.map(decode, paths, chunksize=256)))  # (N, 32, 32, 3)
+    return torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous()
+
+
+def _load_torchvision(root: Path, train: bool) -> TensorData:
+    from torchvision.datasets import CIFAR10
+
+    try:  # torchvision checks each batch file's MD5 before reading it
+        dataset = CIFAR10(root, train=train, download=False)
+    except RuntimeError as error:
+        raise DataNotFound(f"{root / 'cifar-10-batches-py'} is incomplete or corrupt ({error}); "
+                           "delete it, or point --data-dir at a complete copy") from error
+    images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()  # (N, 32, 32, 3) -> (N, 3, 32, 32)
+    return TensorData(images, torch.tensor(dataset.targets, dtype=torch.long))
+
+
+def cifar_splits(run) -> tuple[TensorData, TensorData, TensorData]:
+    """(train, validation, test) on the device; tiny synthetic pictures for the smoke profile."""
+    if run.profile == "smoke":
+        train, test = synthetic_cifar(640, seed=1), synthetic_cifar(256, seed=2)
+    else:
+        train, test = load_cifar10(run.data_dir)
+    train, val = random_split(train, run.config.val_size, seed=run.config.seed)
+    return run.to_device(train), run.to_device(val), run.to_device(test)
+
+
+def synthetic_cifar(n: int, seed: int, num_classes: int = 10) -> TensorData:
+    """A learnable stand-in for CIFAR-10: one smooth colour pattern per class, plus noise."""
+    g = torch.Generator().manual_seed(4321)  # the class patterns are the same for train and test
+    patterns = F.interpolate(torch.rand(num_classes, 3, 4, 4, generator=g), size=32, mode="bilinear")
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(num_classes, (n,), generator=g)
+    images = patterns[labels] + 0.25 * torch.randn(n, 3, 32, 32, generator=g)
+    return TensorData((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
+
+
+# ---- augmentation, a whole batch at a time ------------------------------------------------
+
+
+def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
+    """Map positions in [-size+1, 2*size-2] into [0, size) the way reflect padding does (no edge repeat)."""
+    index = index.abs()
+    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
+
+
+def crop_flip(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Shifted, reflect-padded and optionally mirrored copies of a batch (B, C, H, W), any dtype.
+
+    shifts (B, 2) holds each image's (dy, dx); the result equals reflect-padding by
+    max|shift|, cropping H x W at offset padding + shift, then flipping where flips (B,) is
+    True. One gather, with no padded copy of the batch.
+    """
+    b, c, h, w = images.shape
+    device = images.device
+    rows = _reflect(torch.arange(h, device=device) + shifts[:, :1], h)    # (B, H)
+    cols = torch.arange(w, device=device).expand(b, w)
+    cols = torch.where(flips[:, None], w - 1 - cols, cols)
+    cols = _reflect(cols + shifts[:, 1:], w)                               # (B, W)
+    return images[torch.arange(b, device=device)[:, None, None, None],
+                  torch.arange(c, device=device)[None, :, None, None],
+                  rows[:, None, :, None], cols[:, None, None, :]]         # (B, C, H, W)
+
+
+def random_crop_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
+    """The course's RandomCrop(32, padding=4, padding_mode='reflect') + RandomHorizontalFlip, batched."""
+    b = len(images)
+    shifts = torch.randint(-padding, padding + 1, (b, 2), device=images.device)
+    flips = torch.rand(b, device=images.device) < 0.5
+    return crop_flip(images, shifts, flips)
+
+
+# ---- what every CIFAR lesson writes next to its weights --------------------------------
+
+
+def report_test_set(run, model, test_set: TensorData, preprocess) -> dict:
+    """Test loss/accuracy, plus confusion_matrix.png and misclassified.png in the checkpoint."""
+    from training.evaluate import evaluate_classifier
+    from training.plots import predictions_figure
+
+    test = evaluate_classifier(run, model, test_set, preprocess, return_predictions=True)
+    predicted, labels = test.pop("predictions").cpu(), test_set.labels.cpu()
+    run.add_file("confusion_matrix.png", confusion_figure(labels, predicted, f"{run.lesson}: test set"))
+    wrong = (predicted != labels).nonzero().flatten()
+    # A seeded sample, in test-set order: the first 32 would all be airplanes (the folder order).
+    shown = wrong[torch.randperm(len(wrong), generator=torch.Generator().manual_seed(0))[:32]].sort().values
+    title = f"{run.lesson}: misclassified test images"
+    if not len(shown):  # a perfect score still gets its picture
+        shown, title = torch.arange(min(32, len(labels))), f"{run.lesson}: no test image misclassified"
+    run.add_file("misclassified.png", predictions_figure(
+        test_set.inputs[shown.to(test_set.inputs.device)].float() / 255, labels[shown].tolist(),
+        predicted[shown].tolist(), CLASSES, title))
+    return test
+
+
+def confusion_figure(labels: torch.Tensor, predicted: torch.Tensor, title: str):
+    """10x10 counts, rows the true class and columns the predicted one, as a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    counts = torch.bincount(labels * len(CLASSES) + predicted, minlength=len(CLASSES) ** 2)
+    counts = counts.view(len(CLASSES), len(CLASSES))
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(counts.numpy(), cmap="Blues")
+    for (i, j), count in zip(torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
+                             counts.flatten().tolist(), strict=True):
+        ax.text(j, i, count, ha="center", va="center", fontsize=7,
+                color="white" if count > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
+    ax.set_yticks(range(len(CLASSES)), CLASSES)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} ({100 * counts.diag().sum() / counts.sum():.1f}% correct)")
+    fig.tight_layout()
+    return fig
