@@ -21,4 +21,6 @@ LESSONS: dict[str, str] = {
     "cifar10-mlp": "cifar10_mlp",
     "cifar10-cnn": "cifar10_cnn",
     "cifar10-resnet9": "cifar10_resnet9",
+    "mnist-gan": "mnist_gan",
+    "anime-dcgan": "anime_dcgan",
 }

@@ -48,7 +48,7 @@ def model_card(run, metrics: dict, complete: bool) -> ModelCard:
         if isinstance(metrics.get(key), (int, float)):
             results.append(EvalResult(
                 task_type=task["type"], task_name=task["type"].replace("-", " ").title(),
-                dataset_type=task["dataset"], dataset_name=task["dataset_name"], dataset_split="test",
+                dataset_type=task["dataset"], dataset_name=task["dataset_name"], dataset_split=task.get("split", "test"),
                 metric_type=key.rsplit("_", 1)[-1], metric_name=label, metric_value=metrics[key]))
     card_data = ModelCardData(
         library_name="pytorch", license="mit", tags=["zero-to-gans", task["type"], "pytorch_model_hub_mixin"],

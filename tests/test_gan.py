@@ -1,0 +1,251 @@
+"""Lesson 6: both GANs run, are reproducible, resume exactly, run in two processes, and are measured."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+from conftest import ROOT, run_training, train
+from PIL import Image
+
+from shared.models import MODELS
+from training.data import DataNotFound
+from training.gan import SlicedWasserstein, fid, load_anime_faces, synthetic_faces
+
+LESSONS = ["mnist-gan", "anime-dcgan"]
+# Small networks, batch 8: 96 steps per epoch on 768 synthetic digits, 32 on 256 synthetic faces.
+SMALL = {"mnist-gan": ["--batch_size=8", "--hidden_size=32", "--swd_images=32"],
+         "anime-dcgan": ["--batch_size=8", "--width=4", "--swd_images=32"]}
+EPOCHS_FOR_100_STEPS = {"mnist-gan": 2, "anime-dcgan": 4}
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of a checkpoint folder, BatchNorm buffers included: the generator at the root,
+    the discriminator, and the generator's moving average (the smoke profiles keep one)."""
+    tensors = safetensors.torch.load_file(folder / "model.safetensors")
+    for sub in ("discriminator", "generator_average"):
+        tensors |= {f"{sub}.{k}": v for k, v in safetensors.torch.load_file(folder / sub / "model.safetensors").items()}
+    return tensors
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """These networks are tiny: one thread is faster, and immune to a busy machine's other jobs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def step_log(monkeypatch):
+    """Every scalar the lesson logs, step by step (the checkpoint keeps only epoch means)."""
+    from training.run import Run
+
+    steps, log_step = [], Run.log_step
+
+    def recording(self, **scalars):
+        steps.append({k: v.item() for k, v in scalars.items()})
+        log_step(self, **scalars)
+
+    monkeypatch.setattr(Run, "log_step", recording)
+    return steps
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_smoke_run_writes_the_checkpoint_the_space_needs(lesson, tmp_path):
+    metrics = train(lesson, tmp_path)
+    folder = tmp_path / lesson
+    assert metrics["complete"] and metrics["epochs"] == 2
+    assert metrics["swd"] > 0 and metrics["swd_floor"] >= 0
+    assert "fid" in metrics or metrics["fid_note"].startswith("FID skipped")
+    history = json.loads((folder / "history.json").read_text())
+    for key in ("train_loss_d", "train_loss_g", "train_real_score", "train_fake_score", "swd"):
+        assert all(key in row for row in history), key
+    assert 0 < history[-1]["train_real_score"] < 1 and 0 < history[-1]["train_fake_score"] < 1
+    grids = sorted(p.name for p in (folder / "samples").iterdir())
+    assert grids == ["epoch_001.png", "epoch_002.png"]
+    with Image.open(folder / "timelapse.gif") as gif:
+        assert gif.n_frames == 2
+    assert (folder / "curves.png").is_file() and (folder / "resume" / "state.pt").is_file()
+
+    generator = MODELS[lesson].from_pretrained(folder)  # the root is the generator, for the Space
+    discriminator = MODELS[f"{lesson}-discriminator"].from_pretrained(folder / "discriminator")
+    latent = torch.randn(5, generator.latent_dim)
+    with torch.no_grad():
+        images = generator(latent)
+        assert images.shape == (5, *discriminator.input_shape)
+        assert images.min() >= -1 and images.max() <= 1
+        assert discriminator(images).shape == (5,)
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_same_seed_gives_identical_losses_for_100_steps(lesson, tmp_path, step_log):
+    args = [f"--epochs={EPOCHS_FOR_100_STEPS[lesson]}", *SMALL[lesson]]
+    train(lesson, tmp_path / "a", *args)
+    first, step_log[:] = list(step_log), []
+    train(lesson, tmp_path / "b", *args)
+    assert len(first) >= 100
+    assert first[:100] == step_log[:100]
+    step_log[:] = []
+    train(lesson, tmp_path / "c", *args, "--seed=1")
+    assert step_log[:100] != first[:100]  # and another seed does change them
+
+
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_resume_restores_both_networks_and_both_optimizers(lesson, tmp_path):
+    args = SMALL[lesson]
+    train(lesson, tmp_path / "straight", "--epochs=2", *args)
+    train(lesson, tmp_path / "resumed", "--epochs=1", *args)
+    train(lesson, tmp_path / "resumed", "--epochs=2", "--resume")
+    straight, resumed = tmp_path / "straight" / lesson, tmp_path / "resumed" / lesson
+    a, b = weights(straight), weights(resumed)
+    assert a.keys() == b.keys()
+    assert any("running_mean" in k for k in a) == (lesson == "anime-dcgan")
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    states = [torch.load(f / "resume" / "state.pt", weights_only=True)["states"] for f in (straight, resumed)]
+    for name in ("optimizer_g", "optimizer_d"):
+        for param, state in states[0][name]["state"].items():
+            for k, v in state.items():
+                assert torch.equal(v, states[1][name]["state"][param][k]), (name, param, k)
+    losses = [[row["train_loss_g"] for row in json.loads((f / "history.json").read_text())] for f in (straight, resumed)]
+    assert losses[0] == losses[1]
+
+
+def test_stopped_mid_epoch_the_dcgan_resumes_to_the_same_parameters(tmp_path, monkeypatch):
+    """SIGINT/SIGTERM stop after a batch: the noise of the remaining steps must be what it would have been."""
+    from training.run import Run
+
+    args = ["--epochs=2", *SMALL["anime-dcgan"]]
+    train("anime-dcgan", tmp_path / "straight", *args)
+    stop_agreed = Run._stop_agreed
+    monkeypatch.setattr(Run, "_stop_agreed", lambda self: self.epoch == 0 and self.step == 5)
+    with pytest.raises(SystemExit) as stopped:  # what the command line does after a signal
+        train("anime-dcgan", tmp_path / "stopped", *args)
+    assert stopped.value.code == 0
+    folder = tmp_path / "stopped" / "anime-dcgan"
+    assert json.loads((folder / "metrics.json").read_text())["step_in_epoch"] == 5
+    monkeypatch.setattr(Run, "_stop_agreed", stop_agreed)
+    train("anime-dcgan", tmp_path / "stopped", "--resume")
+    a, b = weights(tmp_path / "straight" / "anime-dcgan"), weights(folder)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.mark.multiprocess
+@pytest.mark.parametrize("lesson", LESSONS)
+def test_two_processes_on_cpu(lesson, tmp_path):
+    # `accelerate launch --multi_gpu` on a machine without CUDA starts two independent
+    # one-process runs unless ACCELERATE_USE_CPU=1; torchrun with it starts one run of two.
+    result = run_training(lesson, "--profile", "smoke", "--out-dir", str(tmp_path),
+                          python=[sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                                  "-m", "training"],
+                          env={"ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1"})
+    assert "2 process(es)" in result.stdout
+    metrics = json.loads((tmp_path / lesson / "metrics.json").read_text())
+    assert metrics["complete"] and metrics["num_processes"] == 2
+    assert all(torch.isfinite(v).all() for v in weights(tmp_path / lesson).values())
+
+
+def test_sliced_wasserstein_distance_sanity():
+    faces = synthetic_faces(256, seed=0).inputs
+    swd = SlicedWasserstein(faces[:128], levels=3, patches_per_image=16, directions=64)
+    same = swd(faces[:128])
+    assert set(same) == {"swd", "swd_64", "swd_32", "swd_16"}
+    assert same["swd"] == 0
+    other_real = swd(faces[128:])["swd"]
+    noise = swd(torch.randint(0, 256, (128, 3, 64, 64), dtype=torch.uint8))["swd"]
+    flat = swd(faces[128:].float().mean(dim=(2, 3), keepdim=True).expand(-1, -1, 64, 64).to(torch.uint8))["swd"]
+    assert 0 < other_real < flat and other_real < noise
+
+
+def test_fid_is_skipped_with_a_note_without_inception_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZTG_INCEPTION_WEIGHTS", str(tmp_path / "missing.pth"))
+    images = synthetic_faces(4, seed=0).inputs
+    assert fid(images, images)["fid_note"].startswith("FID skipped: the Inception weights are not in the local cache")
+
+
+def test_fid_with_inception_weights_in_the_cache(tmp_path, monkeypatch):
+    """The FID path end to end, with random Inception weights standing in for the real ones."""
+    extractor_module = pytest.importorskip("torch_fidelity.feature_extractor_inceptionv3")
+    cls = extractor_module.FeatureExtractorInceptionV3
+    monkeypatch.setattr(extractor_module, "load_state_dict_from_url", lambda *a, **k: None)
+    monkeypatch.setattr(cls, "load_state_dict", lambda self, state: None)
+    torch.manual_seed(0)
+    extractor = cls("inception-v3-compat", ["2048"])
+    for module in extractor.modules():
+        if isinstance(module, torch.nn.Conv2d):  # He init: features neither vanish nor explode
+            torch.nn.init.kaiming_normal_(module.weight)
+    torch.save(extractor.state_dict(), tmp_path / "inception.pth")
+    monkeypatch.undo()
+    monkeypatch.setenv("ZTG_INCEPTION_WEIGHTS", str(tmp_path / "inception.pth"))
+    faces = synthetic_faces(16, seed=0).inputs
+    same, different = fid(faces[:8], faces[:8]), fid(faces[:8], faces[8:])
+    assert same["fid_images"] == 8
+    assert abs(same["fid"]) < 1e-3 * different["fid"]
+
+
+def test_anime_faces_are_decoded_once_and_cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZTG_CACHE_DIR", str(tmp_path / "cache"))
+    images = tmp_path / "data" / "animefacedataset" / "images"
+    images.mkdir(parents=True)
+    faces = synthetic_faces(3, seed=0).inputs
+    for i, face in enumerate(faces):
+        Image.fromarray(face.permute(1, 2, 0).numpy()).save(images / f"{i}_2000.jpg", quality=95)
+    Image.new("RGB", (96, 80), "red").save(images / "big_2001.jpg")  # resized and centre-cropped
+    (images / "broken_2002.jpg").write_bytes(b"\xff\xd8not a jpeg")  # skipped
+    data = load_anime_faces(tmp_path / "data")
+    assert data.inputs.shape == (4, 3, 64, 64) and data.inputs.dtype == torch.uint8 and len(data.labels) == 4
+    error = (data.inputs[:3].float() - faces.float()).abs().mean(dim=(1, 2, 3))  # JPEG loses a little
+    assert (error < 10).all() and (data.inputs[:3].float() - faces.roll(1, 0).float()).abs().mean() > 2 * error.max()
+    assert data.inputs[3, 0].float().mean() > 240 and data.inputs[3, 1:].float().mean() < 15
+    [cached] = (tmp_path / "cache").glob("animefaces-64px-*.safetensors")
+    monkeypatch.setattr("training.gan._decode", lambda *a: pytest.fail("decoded again"))
+    assert torch.equal(load_anime_faces(tmp_path / "data").inputs, data.inputs)
+
+
+def test_missing_anime_faces_name_the_folder_layout_and_option(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "kagglehub", None)  # as offline without kagglehub
+    with pytest.raises(DataNotFound) as error:
+        load_anime_faces(tmp_path)
+    message = str(error.value)
+    assert str(tmp_path / "animefacedataset" / "images") in message
+    assert "images/*.jpg" in message and "--data-dir" in message and "kagglehub" in message
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as exit_:  # the command line: a clear message, no traceback
+        main(["anime-dcgan", "--data-dir", str(tmp_path), "--out-dir", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    assert "--data-dir" in capsys.readouterr().err
+
+
+def dataset_cache() -> Path | None:
+    for candidate in (os.environ.get("ZTG_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
+        if candidate and (Path(candidate) / "animefacedataset" / "images").is_dir():
+            return Path(candidate)
+    return None
+
+
+@pytest.mark.realdata
+def test_real_anime_faces_train(tmp_path):
+    data_dir = dataset_cache()
+    if data_dir is None:
+        pytest.skip("anime faces not found: set ZTG_DATA_DIR or put ../shared/datasets beside the repo")
+    faces = load_anime_faces(data_dir)
+    assert faces.inputs.shape[1:] == (3, 64, 64) and len(faces) >= 15_000
+    metrics = train("anime-dcgan", tmp_path, "--profile", "cpu", "--data-dir", str(data_dir),
+                    "--epochs=1", "--width=4", "--batch_size=256", "--swd_images=256", "--fid_images=16")
+    assert metrics["complete"] and 0 < metrics["swd"] < 1000
+
+
+@pytest.mark.realdata
+def test_real_mnist_gan_trains(tmp_path, datasets):
+    metrics = train("mnist-gan", tmp_path, "--profile", "cpu", "--data-dir", str(datasets),
+                    "--epochs=1", "--swd_images=512", "--fid_images=16")
+    assert metrics["complete"] and 0 < metrics["swd"] < 1000
