@@ -1,0 +1,278 @@
+"""CIFAR-10 classifier: upload, paste or take a photo, and three models from the course name it.
+
+    python spaces/cifar10/app.py          # or: make space SPACE=cifar10  -> http://127.0.0.1:7860
+
+The photo is decoded by `shared.images` (any mode, EXIF orientation, size limits), cropped to
+its central square and shrunk to the 32x32 pixels the models were trained on; the page shows
+that input, the top-3 classes, and a saliency overlay: Grad-CAM (which regions raised the
+top class) for the CNN and ResNet9, input gradients for the MLP. Models: `cifar10-resnet9`
+(default), `cifar10-cnn` and `cifar10-mlp`, each from `$ZTG_WEIGHTS_<MODEL>`, else
+`checkpoints/<model>/`, else the Hub repo listed under `models:` in this folder's README.
+
+API (every endpoint named; see "Use via API" in the page footer):
+    /predict (image, model_name) -> (top-3 label, 32x32 input enlarged, saliency overlay, message)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
+sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from shared.images import ImageError, flatten, install_decoder_limits, open_image  # noqa: E402
+from shared.models.cifar import CLASSES  # noqa: E402
+from shared.preprocessing import normalize_cifar  # noqa: E402
+from shared.weights import load_models  # noqa: E402
+
+MODEL_NAMES = ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp"]
+VIEW = 256         # the square crop and the overlay are shown at 256x256; the 32x32 input 8x enlarged
+PHOTO_SIDE = 512   # photos are decoded at about this size (JPEG draft mode): plenty for 32x32
+PROMPT = "Upload, paste or take a photo of an airplane, car, bird, cat, deer, dog, frog, horse, ship or truck."
+
+install_decoder_limits()
+MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "cifar10")
+
+
+# ---- prediction (pure functions of their inputs and the loaded models) ---------------------
+
+
+def model_input(image: Image.Image) -> tuple[Image.Image, torch.Tensor]:
+    """Any decoded image -> (its central square at VIEW x VIEW, RGB; uint8 (1, 3, 32, 32))."""
+    width, height = image.size
+    side = min(width, height)
+    box = ((width - side) // 2, (height - side) // 2, (width + side) // 2, (height + side) // 2)
+    # reducing_gap: shrink by whole factors first (fast box filter), then resample the rest.
+    square = flatten(image).resize((VIEW, VIEW), Image.BICUBIC, box=box, reducing_gap=2.0)
+    small = square.resize((32, 32), Image.LANCZOS, reducing_gap=2.0)  # antialiased, like CIFAR's photos
+    return square, torch.from_numpy(np.array(small)).permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def saliency(model: torch.nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (10,), map (32, 32) in [0, 1]) for normalised inputs (1, 3, 32, 32).
+
+    Networks with convolutions get Grad-CAM on their last feature map of at least 8x8: the
+    channels weighted by how much they raise the top class. The MLP has no feature maps, so
+    it gets the size of the gradient of the top logit with respect to each input pixel.
+    """
+    with torch.enable_grad():
+        if hasattr(model, "features"):
+            activations, kept = inputs, None
+            for layer in model.features:
+                activations = layer(activations)
+                if activations.dim() == 4 and activations.shape[-1] >= 8:
+                    kept = activations  # (1, C, h, w)
+            logits = model.classifier(activations)[0]
+            (grad,) = torch.autograd.grad(logits[logits.argmax()], kept)
+            heat = F.relu((grad.mean(dim=(2, 3), keepdim=True) * kept).sum(1, keepdim=True))
+            heat = F.interpolate(heat, size=32, mode="bilinear", align_corners=False)
+        else:
+            inputs = inputs.clone().requires_grad_()
+            logits = model(inputs)[0]
+            (grad,) = torch.autograd.grad(logits[logits.argmax()], inputs)
+            heat = F.avg_pool2d(grad.abs().amax(1, keepdim=True), 3, stride=1, padding=1)
+    heat = heat[0, 0].detach()
+    return logits.detach(), heat / heat.max().clamp_min(1e-12)
+
+
+# Dark blue -> red -> yellow, as a 256-entry colour table for the overlay.
+HEAT_COLOURS = np.stack([np.interp(np.arange(256), [0, 128, 255], stops)
+                         for stops in ([20, 230, 255], [20, 30, 235], [120, 20, 60])], axis=-1).astype(np.uint8)
+
+
+def overlay(square: Image.Image, heat: torch.Tensor) -> np.ndarray:
+    """The VIEW x VIEW picture, dimmed, with the saliency map blended on top in heat colours."""
+    levels = Image.fromarray((heat * 255).round().byte().numpy()).resize((VIEW, VIEW), Image.BILINEAR)
+    colour = Image.fromarray(HEAT_COLOURS[np.asarray(levels)])
+    dimmed = Image.eval(square, lambda v: int(v * 0.8))
+    strength = Image.eval(levels, lambda v: int(v * 0.65))  # hot regions 65% colour, cold ones none
+    return np.asarray(Image.composite(colour, dimmed, strength))
+
+
+def classify(image: Image.Image | None, model_name: str):
+    """A decoded image -> (top-3 label dict, 32x32 input enlarged, saliency overlay, message)."""
+    if model_name not in MODELS:
+        reason = MISSING.get(model_name, f"Unknown model {model_name!r}; choose one of {MODEL_NAMES}.")
+        return None, None, None, f"**{model_name} is not available.** {reason}"
+    if image is None:
+        return None, None, None, PROMPT
+    square, pixels = model_input(image)
+    loaded = MODELS[model_name]
+    logits, heat = saliency(loaded.model, normalize_cifar(pixels))
+    probabilities = logits.softmax(dim=0).tolist()
+    label = dict(zip(CLASSES, probabilities, strict=True))
+    best = max(range(len(CLASSES)), key=probabilities.__getitem__)
+    preview = pixels[0].permute(1, 2, 0).numpy().repeat(VIEW // 32, 0).repeat(VIEW // 32, 1)
+    return (label, preview, overlay(square, heat),
+            f"**{CLASSES[best]}** ({probabilities[best]:.0%}) by {model_name}, {describe(loaded)}.")
+
+
+def predict(image, model_name: str):
+    """A photo -> top-3 classes, the 32x32 image the model sees, where it looked, a message.
+
+    image: a path, bytes, a PIL image, an array or a Gradio file dict; None asks for a photo.
+    """
+    try:
+        decoded = open_image(image, size_hint=PHOTO_SIDE) if image is not None else None
+    except ImageError as error:
+        raise gr.Error(str(error), print_exception=False) from None
+    return classify(decoded, model_name)
+
+
+def describe(loaded) -> str:
+    accuracy = loaded.metrics.get("test_accuracy")
+    return f"{loaded.source}" + (f", test accuracy {accuracy}%" if accuracy is not None else "")
+
+
+# ---- examples, drawn here (no dataset image is shipped) -------------------------------------
+
+
+def draw_examples() -> dict[str, Image.Image]:
+    """Simple drawings of five classes at 256x256: flat shapes on sky, sea, road or pebbles."""
+
+    def scene(top, bottom, horizon=0.6):
+        image = Image.new("RGB", (VIEW, VIEW))
+        pen = ImageDraw.Draw(image)
+        for y in range(VIEW):
+            colour = top if y < horizon * VIEW else bottom
+            shade = 1 - 0.25 * y / VIEW
+            pen.line([(0, y), (VIEW, y)], fill=tuple(int(c * shade) for c in colour))
+        return image, pen
+
+    pictures = {}
+    image, pen = scene((150, 190, 240), (150, 190, 240))
+    pen.ellipse((40, 112, 220, 144), fill=(235, 235, 240))                            # fuselage
+    pen.polygon([(110, 126), (150, 126), (100, 40), (80, 40)], fill=(200, 200, 210))   # wing
+    pen.polygon([(110, 130), (150, 130), (100, 215), (80, 215)], fill=(200, 200, 210))
+    pen.polygon([(45, 128), (70, 128), (45, 85), (32, 85)], fill=(200, 60, 60))        # tail
+    pictures["airplane"] = image
+    image, pen = scene((170, 200, 235), (30, 60, 120), horizon=0.62)
+    pen.polygon([(30, 140), (226, 140), (200, 185), (55, 185)], fill=(60, 60, 70))     # hull
+    pen.rectangle((80, 105, 170, 140), fill=(240, 240, 240))                           # deck house
+    pen.rectangle((140, 75, 158, 105), fill=(200, 50, 40))                             # funnel
+    pictures["ship"] = image
+    image, pen = scene((180, 210, 235), (90, 90, 95), horizon=0.7)
+    pen.rounded_rectangle((25, 120, 231, 180), radius=18, fill=(200, 20, 30))          # body
+    pen.polygon([(70, 122), (95, 80), (170, 80), (200, 122)], fill=(200, 20, 30))      # cabin
+    pen.polygon([(82, 118), (100, 88), (130, 88), (130, 118)], fill=(170, 210, 240))   # windows
+    pen.polygon([(138, 118), (138, 88), (165, 88), (188, 118)], fill=(170, 210, 240))
+    for x in (70, 186):
+        pen.ellipse((x - 24, 156, x + 24, 204), fill=(20, 20, 20))
+        pen.ellipse((x - 10, 170, x + 10, 190), fill=(170, 170, 170))
+    pictures["automobile"] = image
+    image, pen = scene((185, 210, 230), (95, 95, 100), horizon=0.72)
+    pen.rectangle((20, 60, 170, 180), fill=(235, 235, 230))                            # box
+    pen.polygon([(172, 95), (215, 95), (240, 135), (240, 180), (172, 180)], fill=(30, 80, 170))  # cab
+    pen.polygon([(185, 102), (212, 102), (230, 132), (185, 132)], fill=(170, 210, 240))
+    for x in (55, 140, 205):
+        pen.ellipse((x - 20, 165, x + 20, 205), fill=(20, 20, 20))
+    pictures["truck"] = image
+    image, pen = scene((120, 100, 60), (120, 100, 60))
+    rng = np.random.default_rng(1)  # a local generator: the same pebbles and spots every time
+    for x, y, r, red, green, blue in zip(*rng.integers(0, 256, (2, 300)), rng.integers(3, 10, 300),
+                                         *rng.integers(70, 150, (3, 300)), strict=True):
+        pen.ellipse((x - r, y - r, x + r, y + r), fill=(int(red), int(green), int(blue) // 2))  # pebbles
+    body = (80, 110, 60)
+    pen.ellipse((30, 70, 226, 230), fill=body)
+    for x, y, r in zip(rng.integers(60, 200, 25), rng.integers(100, 210, 25), rng.integers(5, 12, 25), strict=True):
+        pen.ellipse((x - r, y - r, x + r, y + r), fill=(40, 70, 20))                   # spots
+    for x in (85, 171):
+        pen.ellipse((x - 26, 55, x + 26, 107), fill=body)                              # eyes
+        pen.ellipse((x - 14, 67, x + 14, 95), fill=(200, 170, 40))
+        pen.ellipse((x - 7, 74, x + 7, 88), fill=(10, 10, 10))
+    pictures["frog"] = image
+    return pictures
+
+
+def example_files() -> list[str]:
+    folder = Path(tempfile.gettempdir()) / "zero-to-gans-cifar10-examples"
+    folder.mkdir(exist_ok=True)
+    paths = []
+    for name, image in draw_examples().items():
+        image.save(folder / f"{name}.png")
+        paths.append(str(folder / f"{name}.png"))
+    return paths
+
+
+# ---- the page --------------------------------------------------------------------------------
+# The events run with preprocess=False, so Gradio decodes no image itself: an upload reaches
+# `shared.images` undecoded (size checked from the header, any mode, EXIF orientation applied,
+# errors worded for a person).
+
+
+# Gradio 6.31 saves an image returned as an array by rewriting its cache file in place on every
+# request, so two requests with the same output can serve a half-written file (seen: 2 of 32
+# concurrent clients got a truncated download). The pictures go out as PNG files named by their
+# content instead, written once and atomically; Gradio copies such files atomically too.
+_OUTPUTS = tempfile.TemporaryDirectory(prefix="cifar10-space-")
+
+
+def png_file(pixels: np.ndarray | None) -> str | None:
+    if pixels is None:
+        return None
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    path = Path(_OUTPUTS.name) / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.exists():
+        staging = path.with_name(f".{path.name}.{threading.get_ident()}")
+        staging.write_bytes(data)
+        os.replace(staging, path)
+    return str(path)
+
+
+def image_event(payload, model_name: str):
+    label, preview, heat, message = predict(payload, model_name)
+    return label, png_file(preview), png_file(heat), message
+
+
+with gr.Blocks(title="Zero to GANs: CIFAR-10 classifier") as demo:
+    gr.Markdown("# What is in the picture?\nThree CIFAR-10 models from *Deep Learning with PyTorch: "
+                "Zero to GANs* name it: the lesson 5 ResNet9, the lesson 4 CNN and the feed-forward "
+                "network of assignment 3. They know ten classes and see 32x32 pixels.")
+    if MISSING:
+        gr.Markdown("\n".join(f"- **{name} unavailable:** {why}" for name, why in MISSING.items()))
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            image = gr.Image(label="Photo", type="filepath", image_mode=None, height=360,
+                             sources=["upload", "clipboard", "webcam"], elem_id="photo")
+            model = gr.Radio(MODEL_NAMES, value=MODEL_NAMES[0], label="Model", elem_id="model-picker")
+            gr.Examples(example_files(), inputs=image, label="Drawn by the app (not from the dataset)")
+        with gr.Column(scale=2):
+            label = gr.Label(num_top_classes=3, label="Prediction", elem_id="prediction")
+            with gr.Row():
+                preview = gr.Image(label="What the model sees (32 x 32)", format="png", interactive=False,
+                                   height=200, buttons=[], elem_id="model-input")
+                heatmap = gr.Image(label="Where it looked", format="png", interactive=False, height=200,
+                                   buttons=[], elem_id="saliency")
+            message = gr.Markdown(PROMPT, elem_id="message")
+    outputs = [label, preview, heatmap, message]
+
+    image.change(image_event, [image, model], outputs, api_name="predict", preprocess=False,
+                 show_progress="hidden")
+    model.change(image_event, [image, model], outputs, api_name="predict_current",
+                 api_visibility="undocumented", preprocess=False, show_progress="hidden")
+
+# A public Space: small uploads, a bounded queue, two predictions at a time (2 CPU cores),
+# errors shown only as the messages written above, no monitoring endpoint.
+demo.queue(max_size=64, default_concurrency_limit=2)
+LAUNCH = dict(max_file_size="10mb", show_error=False, enable_monitoring=False)
+
+if __name__ == "__main__":
+    # One thread per prediction: two predictions run at once on a 2-core Space, and on busy
+    # cores two threads per request mostly wait for each other (measured here: 6x slower).
+    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
+    demo.launch(**LAUNCH)
