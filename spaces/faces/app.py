@@ -1,0 +1,314 @@
+"""GAN face generator: anime faces (DCGAN) or handwritten digits (fully connected GAN) from a seed.
+
+    python spaces/faces/app.py           # or: make space SPACE=faces  -> http://127.0.0.1:7860
+    GRADIO_SERVER_PORT=7861 python spaces/faces/app.py
+
+A seed fixes the random numbers the generator turns into images: the same seed gives the
+same faces, on any machine, and face i of a seed is the same whatever the number of faces
+asked for. Randomness comes from a local `torch.Generator` seeded per request, never from
+the global RNG. Models: `anime-dcgan` (default) and `mnist-gan`, each from
+`$ZTG_WEIGHTS_<MODEL>`, else `checkpoints/<model>/`, else the Hub repo listed under `models:`
+in this folder's README (see `shared/weights.py`). The training timeline shows the sample
+grids the training run saved after every epoch (`samples/epoch_NNN.png` of the checkpoint).
+
+API (every endpoint named; see "Use via API" in the page footer):
+    /generate    (model_name, seed, count)          -> (grid, ZIP of the PNGs, message)
+    /surprise    (model_name, count)                -> (seed, grid, ZIP, message)
+    /interpolate (model_name, seed_a, seed_b, frames) -> (GIF path, message)
+    /timeline    (model_name, epoch)                -> (grid of that epoch, message)
+    /clear       ()                                 -> cleared grid, ZIP and message
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import os
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
+sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
+
+import gradio as gr  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from shared.models.gan import to_pixels  # noqa: E402
+from shared.weights import load_models  # noqa: E402
+
+MODEL_CHOICES = [("Anime faces", "anime-dcgan"), ("Digits", "mnist-gan")]
+MODEL_NAMES = [name for _, name in MODEL_CHOICES]
+MAX_SEED = 999_999
+MAX_FACES = 64        # every seed draws this many latent vectors; a request shows the first `count`
+MAX_FRAMES = 60
+SHOWN_SIDE = 256      # an interpolated face is enlarged to this many pixels in the GIF
+# Every image and ZIP is handed to Gradio as a file: Gradio copies files into its cache
+# atomically, whereas it writes PIL images there in place, so two users who get identical
+# images at the same moment could be served a half-written file.
+SCRATCH = Path(tempfile.mkdtemp(prefix="faces-space-"))
+
+
+def load_timeline(loaded) -> dict[int, Path]:
+    """{epoch: grid file} saved by the training run, from the same folder or Hub repo as the weights."""
+    source = loaded.source
+    if source.kind == "folder":
+        folder = Path(source.location)
+    else:
+        from huggingface_hub import snapshot_download
+
+        try:
+            folder = Path(snapshot_download(source.location, revision=source.revision,
+                                            allow_patterns=["samples/epoch_*.png"]))
+        except Exception as error:  # noqa: BLE001  (offline and not cached, ...)
+            print(f"[faces] no training timeline from {source}: {error}", file=sys.stderr)
+            return {}
+    grids = {}
+    for path in (folder / "samples").glob("epoch_*.png"):
+        match = re.fullmatch(r"epoch_(\d+)\.png", path.name)
+        if match:
+            grids[int(match.group(1))] = path
+    return dict(sorted(grids.items()))
+
+
+MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "faces")
+TIMELINES = {name: load_timeline(loaded) for name, loaded in MODELS.items()}
+
+
+# ---- generation (pure functions of their inputs and the loaded models) ----------------------
+
+
+def whole_number(value, what: str, low: int, high: int) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (number.is_integer() and low <= number <= high):
+        raise gr.Error(f"{what} must be a whole number from {low} to {high} (got {value!r}).",
+                       print_exception=False)
+    return int(number)
+
+
+def check_model(model_name) -> str | None:
+    """None when the model can be used, else the message that says why not."""
+    if model_name not in MODEL_NAMES:
+        raise gr.Error(f"Unknown model {model_name!r}; choose one of {', '.join(MODEL_NAMES)}.",
+                       print_exception=False)
+    if model_name not in MODELS:
+        return f"**{model_name} is not available.** {MISSING.get(model_name, '')}"
+    return None
+
+
+def latents(seed: int, latent_dim: int) -> torch.Tensor:
+    """(MAX_FACES, latent_dim) standard normal vectors from `seed`, with a local generator."""
+    return torch.randn(MAX_FACES, latent_dim, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.inference_mode()
+def render(model_name: str, latent: torch.Tensor) -> torch.Tensor:
+    """(N, latent_dim) -> uint8 images (N, C, H, W)."""
+    return to_pixels(MODELS[model_name].model(latent))
+
+
+def grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
+    """uint8 (N, C, H, W) -> one RGB image, ceil(sqrt(N)) faces per row, white gaps."""
+    n, c, h, w = images.shape
+    columns = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / columns)
+    canvas = torch.full((3, rows * (h + padding) + padding, columns * (w + padding) + padding), 255, dtype=torch.uint8)
+    for i, image in enumerate(images.expand(-1, 3, -1, -1)):
+        top, left = padding + (i // columns) * (h + padding), padding + (i % columns) * (w + padding)
+        canvas[:, top:top + h, left:left + w] = image
+    return Image.fromarray(canvas.permute(1, 2, 0).numpy())
+
+
+def to_image(image: torch.Tensor) -> Image.Image:
+    """uint8 (C, H, W) -> PIL, grey for one channel."""
+    array = image.permute(1, 2, 0).numpy()
+    return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+
+
+def scratch_file(name: str) -> Path:
+    """A path SCRATCH/<new folder>/name; folders older than ten minutes go (Gradio keeps its own copy)."""
+    now = time.time()
+    for old in SCRATCH.iterdir():
+        with contextlib.suppress(OSError):
+            if now - old.stat().st_mtime > 600:
+                shutil.rmtree(old)
+    return Path(tempfile.mkdtemp(dir=SCRATCH)) / name
+
+
+def faces(model_name: str, seed, count):
+    """(grid PNG, ZIP of every image and the grid, message) for `count` faces of `seed`, as files."""
+    seed = whole_number(seed, "The seed", 0, MAX_SEED)
+    count = whole_number(count, "The number of faces", 1, MAX_FACES)
+    unavailable = check_model(model_name)
+    if unavailable:
+        return None, None, unavailable
+    loaded = MODELS[model_name]
+    images = render(model_name, latents(seed, loaded.model.latent_dim)[:count])
+    picture = grid(images)
+    shown = scratch_file(f"{model_name}-seed{seed}.png")  # the name a download gets
+    shown.write_bytes(png_bytes(picture))
+    archive = scratch_file(f"{model_name}-seed{seed}.zip")
+    with zipfile.ZipFile(archive, "w") as bundle:  # PNGs are compressed already: stored as they are
+        for i, image in enumerate(images):
+            bundle.writestr(f"{model_name}-seed{seed}-{i:02d}.png", png_bytes(to_image(image)))
+        bundle.write(shown, f"{model_name}-seed{seed}-grid.png")
+    kind = "faces" if model_name == "anime-dcgan" else "digits"
+    return str(shown), str(archive), f"{count} {kind} from seed **{seed}** by {model_name}, {describe(loaded)}."
+
+
+def surprise(model_name: str, count):
+    """A fresh random seed (not from torch's global RNG), then `faces` for it."""
+    seed = secrets.randbelow(MAX_SEED + 1)
+    return (seed, *faces(model_name, seed, count))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation from a to b (D,) at fractions t (F,) -> (F, D): stays where normal samples live."""
+    cos = torch.dot(a, b) / (a.norm() * b.norm())
+    angle = torch.arccos(cos.clamp(-1, 1))
+    if angle.abs() < 1e-4:
+        return torch.lerp(a, b, t[:, None])
+    return (torch.sin((1 - t) * angle)[:, None] * a + torch.sin(t * angle)[:, None] * b) / torch.sin(angle)
+
+
+def interpolate(model_name: str, seed_a, seed_b, frames):
+    """(GIF path, message): the first face of seed_a turning into the first face of seed_b, and back."""
+    seed_a = whole_number(seed_a, "The first seed", 0, MAX_SEED)
+    seed_b = whole_number(seed_b, "The second seed", 0, MAX_SEED)
+    frames = whole_number(frames, "The number of frames", 2, MAX_FRAMES)
+    unavailable = check_model(model_name)
+    if unavailable:
+        return None, unavailable
+    dim = MODELS[model_name].model.latent_dim
+    path = slerp(latents(seed_a, dim)[0], latents(seed_b, dim)[0], torch.linspace(0, 1, frames))
+    pictures = [to_image(image).convert("RGB").resize((SHOWN_SIDE, SHOWN_SIDE), Image.Resampling.BICUBIC)
+                for image in render(model_name, path)]
+    pictures += pictures[-2:0:-1]  # there and back again: a seamless loop
+    # Our own fast palette per frame: left to Pillow's GIF writer it takes 50x longer (6 s).
+    pictures = [picture.quantize(256, method=Image.Quantize.FASTOCTREE) for picture in pictures]
+    gif = scratch_file(f"{model_name}-seed{seed_a}-to-seed{seed_b}.gif")
+    pictures[0].save(gif, format="GIF", save_all=True, append_images=pictures[1:], duration=80, loop=0)
+    return str(gif), f"Seed **{seed_a}** to seed **{seed_b}** in {frames} steps by {model_name}."
+
+
+def timeline(model_name: str, epoch):
+    """(the sample grid saved after `epoch`, as a PNG file, message)."""
+    unavailable = check_model(model_name)
+    if unavailable:
+        return None, unavailable
+    grids = TIMELINES.get(model_name) or {}
+    if not grids:
+        return None, f"No training timeline for {model_name}: {MODELS[model_name].source} has no samples/epoch_*.png."
+    epoch = whole_number(epoch, "The epoch", 1, max(grids))
+    if epoch not in grids:
+        return None, f"{model_name} has no grid for epoch {epoch}; it has epochs {', '.join(map(str, grids))}."
+    shown = scratch_file(f"{model_name}-epoch{epoch:03d}.png")  # a copy: the checkpoint is not Gradio's to serve
+    shown.write_bytes(grids[epoch].read_bytes())
+    return str(shown), f"{model_name} after epoch **{epoch}** of {max(grids)} (the same noise every epoch)."
+
+
+def clear():
+    return None, None, ""
+
+
+def describe(loaded) -> str:
+    swd = loaded.metrics.get("swd")
+    return f"{loaded.source}" + (f", SWD {swd}" if swd is not None else "")
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)  # 3x faster to write than the default, ~15% larger
+    return buffer.getvalue()
+
+
+# ---- page events -----------------------------------------------------------------------------
+
+
+def show_model(model_name: str, seed, count):
+    """After the picker changed (and on load): new faces, and that model's timeline at its last epoch."""
+    grids = TIMELINES.get(model_name) or {}
+    last = max(grids) if grids else 1
+    slider = gr.Slider(minimum=1, maximum=max(last, 2), value=last, interactive=bool(grids))
+    return (*faces(model_name, seed, count), slider, *timeline(model_name, last))
+
+
+with gr.Blocks(title="Zero to GANs: face generator", delete_cache=(600, 3600)) as demo:
+    gr.Markdown("# GAN face generator\nFaces drawn by the generator of lesson 6 of *Deep Learning "
+                "with PyTorch: Zero to GANs*: a DCGAN trained on anime faces, or the fully "
+                "connected GAN trained on MNIST digits. Pick a seed, or let chance pick one.")
+    if MISSING:
+        gr.Markdown("\n".join(f"- **{name} unavailable:** {why}" for name, why in MISSING.items()))
+    model = gr.Radio(MODEL_CHOICES, value=MODEL_NAMES[0], label="Generator", elem_id="model-picker")
+    with gr.Tabs():
+        with gr.Tab("Faces", id="faces"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2):
+                    seed = gr.Slider(0, MAX_SEED, value=42, step=1, label="Seed", elem_id="seed")
+                    count = gr.Slider(1, MAX_FACES, value=16, step=1, label="How many", elem_id="count")
+                    with gr.Row():
+                        generate_button = gr.Button("Generate", variant="primary", elem_id="generate")
+                        surprise_button = gr.Button("Surprise me", elem_id="surprise")
+                        clear_button = gr.Button("Clear", variant="secondary", elem_id="clear")
+                    download = gr.File(label="Download (ZIP of PNGs)", elem_id="download")
+                with gr.Column(scale=3):
+                    picture = gr.Image(label="Generated", type="filepath", interactive=False,
+                                       height=480, elem_id="faces-grid")
+            message = gr.Markdown(elem_id="message")
+        with gr.Tab("Interpolation", id="interpolation"):
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=2):
+                    seed_a = gr.Slider(0, MAX_SEED, value=42, step=1, label="From seed", elem_id="seed-a")
+                    seed_b = gr.Slider(0, MAX_SEED, value=7, step=1, label="To seed", elem_id="seed-b")
+                    frames = gr.Slider(2, MAX_FRAMES, value=24, step=1, label="Steps", elem_id="frames")
+                    animate_button = gr.Button("Animate", variant="primary", elem_id="animate")
+                with gr.Column(scale=3):
+                    animation = gr.Image(label="From one face to the other", type="filepath",
+                                         interactive=False, height=320, elem_id="animation")
+            animation_message = gr.Markdown(elem_id="animation-message")
+        with gr.Tab("Training timeline", id="timeline"):
+            epoch = gr.Slider(1, 2, value=1, step=1, label="Epoch", elem_id="epoch")
+            epoch_grid = gr.Image(label="Samples from fixed noise", type="filepath", interactive=False,
+                                  height=480, elem_id="epoch-grid")
+            epoch_message = gr.Markdown(elem_id="epoch-message")
+
+    # preprocess=False: the functions get the raw values an API client sent and check them
+    # themselves, so a bad value gets a message written for a person, not a component's error.
+    outputs = [picture, download, message]
+    raw = dict(preprocess=False)
+    generate_button.click(faces, [model, seed, count], outputs, api_name="generate", **raw)
+    surprise_button.click(surprise, [model, count], [seed, *outputs], api_name="surprise", **raw)
+    clear_button.click(clear, None, outputs, api_name="clear", show_progress="hidden")
+    animate_button.click(interpolate, [model, seed_a, seed_b, frames], [animation, animation_message],
+                         api_name="interpolate", **raw)
+    epoch.change(timeline, [model, epoch], [epoch_grid, epoch_message], api_name="timeline",
+                 show_progress="hidden", trigger_mode="always_last", **raw)
+    for slider in (seed, count):
+        slider.release(faces, [model, seed, count], outputs, api_name=f"faces_on_{slider.elem_id}",
+                       api_visibility="private", show_progress="hidden", trigger_mode="always_last", **raw)
+    model.change(show_model, [model, seed, count], [*outputs, epoch, epoch_grid, epoch_message],
+                 api_name="show_model", api_visibility="private", **raw)
+    demo.load(show_model, [model, seed, count], [*outputs, epoch, epoch_grid, epoch_message],
+              api_name="show_first", api_visibility="private", **raw)
+
+# A public Space: a bounded queue, two generations at a time (2 CPU cores), errors shown only
+# as the messages written above, no monitoring endpoint.
+demo.queue(max_size=64, default_concurrency_limit=2)
+LAUNCH = dict(max_file_size="1mb", show_error=False, enable_monitoring=False)
+
+if __name__ == "__main__":
+    # One thread per request: two requests run at once on a 2-core Space, and on busy cores
+    # two threads per request mostly wait for each other.
+    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
+    demo.launch(**LAUNCH)
