@@ -13,10 +13,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def find_datasets() -> Path | None:
-    """The dataset cache: $ZTG_DATA_DIR, else ../shared/datasets beside the repository."""
+def find_datasets(holding: str = "MNIST/raw") -> Path | None:
+    """The dataset cache that has the folder `holding`: $ZTG_DATA_DIR, else ../shared/datasets."""
     for candidate in (os.environ.get("ZTG_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
-        if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
+        if candidate and (Path(candidate) / holding).is_dir():
             return Path(candidate)
     return None
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 import safetensors.torch
 import torch
-from conftest import ROOT, run_training, train
+from conftest import find_datasets, run_training, train
 from PIL import Image
 
 from shared.models import MODELS
@@ -25,10 +24,11 @@ EPOCHS_FOR_100_STEPS = {"mnist-gan": 2, "anime-dcgan": 4}
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
-    """Every tensor of a checkpoint folder, BatchNorm buffers included: the generator at the root,
-    the discriminator, and the generator's moving average (the smoke profiles keep one)."""
+    """Every tensor of a checkpoint folder, BatchNorm buffers included: the published generator at
+    the root (with averaging, as in the smoke profiles: the moving average), the discriminator,
+    and the raw generator the average follows."""
     tensors = safetensors.torch.load_file(folder / "model.safetensors")
-    for sub in ("discriminator", "generator_average"):
+    for sub in ("discriminator", "generator"):
         tensors |= {f"{sub}.{k}": v for k, v in safetensors.torch.load_file(folder / sub / "model.safetensors").items()}
     return tensors
 
@@ -225,16 +225,9 @@ def test_missing_anime_faces_name_the_folder_layout_and_option(tmp_path, monkeyp
     assert "--data-dir" in capsys.readouterr().err
 
 
-def dataset_cache() -> Path | None:
-    for candidate in (os.environ.get("ZTG_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
-        if candidate and (Path(candidate) / "animefacedataset" / "images").is_dir():
-            return Path(candidate)
-    return None
-
-
 @pytest.mark.realdata
 def test_real_anime_faces_train(tmp_path):
-    data_dir = dataset_cache()
+    data_dir = find_datasets("animefacedataset/images")
     if data_dir is None:
         pytest.skip("anime faces not found: set ZTG_DATA_DIR or put ../shared/datasets beside the repo")
     faces = load_anime_faces(data_dir)

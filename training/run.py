@@ -100,8 +100,8 @@ class Run:
     def prepare(self, **objects):
         """Hand models and optimizers to Accelerate, keep schedulers, and restore them on --resume.
 
-        Names matter: the module called `model` (or the first one) is the published weights;
-        other modules go to subfolders of the checkpoint under their names.
+        Order and names matter: the first module prepared is the published weights (the root of
+        the checkpoint folder); later modules go to subfolders named after their keywords.
         """
         prepared = []
         for name, obj in objects.items():

@@ -13,7 +13,7 @@ accuracy widens (it overfits: it learns the 45,000 images rather than pictures i
 Lesson 5 (`cifar10-resnet9`) is what to do about it.
 
 Expect, on the JPEG copy of CIFAR-10: cpu profile (the course's layout at a quarter of
-the channels, 8 to 64, and its 10 epochs) 71.6% test accuracy after 4 minutes of training
+the channels, 8 to 64, and its 10 epochs) 71.6% test accuracy after 249 s of training
 on a 2-core AMD EPYC (1,800 img/s); validation loss lowest after epoch 6, then rising while
 training accuracy climbs to 88% and validation accuracy stays at 71%. Course profile
 (`--profile course`, full width): the course reports 75-78%; not measured here yet.

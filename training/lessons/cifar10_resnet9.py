@@ -8,18 +8,18 @@ The course's recipe: residual blocks and batchnorm, random crops with 4-pixel re
 padding and horizontal flips, Adam with a one-cycle schedule peaking at 0.01, weight decay
 1e-4, gradients clipped to [-0.1, 0.1], 8 epochs of batches of 400. The data never leaves
 the device: one uint8 tensor, augmented a whole batch at a time. Convolutions run
-`channels_last` (1.2x faster on a 2-core CPU); on a GPU Accelerate adds bf16 autocast, and
-`accelerate launch --dynamo_backend inductor` adds `torch.compile`.
+`channels_last` (1.2x faster on a 2-core CPU: bench/bench_cifar_training.py); on a GPU
+Accelerate adds bf16 autocast, and `accelerate launch --dynamo_backend inductor` adds
+`torch.compile` (on the 2-core CPU it made a training step slower: 649 vs 751 img/s).
 
 `--fast=true` adds what the speed records use: label smoothing, the average of the
 predictions for each image and its mirror image (test-time augmentation), and an
 exponential moving average of the weights (which is what gets published).
 
 Expect, on the JPEG copy of CIFAR-10: cpu profile (a quarter of the channels, 16 to 128;
-6 epochs of 256 with --fast) 81.6% test accuracy after 7 minutes of training on a 2-core
-AMD EPYC (Zen 3, 640 img/s, other jobs on the machine: load average 2-4). Course profile:
-the course reports 90.5% on the original PNGs in about 4.5 minutes on a Colab GPU; not
-measured here yet.
+6 epochs of 256 with --fast) 81.6% test accuracy after 366 s of training on a 2-core AMD
+EPYC (AVX2; 734 img/s, nothing else running). Course profile: the course reports 90.5% on
+the original PNGs in about 4.5 minutes on a Colab GPU; not measured here yet.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def train(run):
     steps = cfg.epochs * run.steps_per_epoch(train_set, cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.max_lr, total_steps=steps)
     average = copy.deepcopy(model) if cfg.fast else None
+    if average is not None:  # prepared first, so the average is what gets published (the checkpoint's
+        average = run.prepare(average=average)  # root); the raw weights go to model/ for --resume
     model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
-    if average is not None:
-        average = run.prepare(average=average)  # saved with each checkpoint, restored by --resume
     smoothing = cfg.label_smoothing if cfg.fast else 0.0
     unwrap = run.accelerator.unwrap_model
 
@@ -118,9 +118,6 @@ def train(run):
             run.log_step(loss=loss)
         val = evaluate_classifier(run, predictor(), val_set, preprocess)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"], lr=scheduler.get_last_lr()[0])
-
-    if average is not None:  # publish the averaged weights
-        unwrap(model).load_state_dict(unwrap(average).state_dict())
     test = report_test_set(run, predictor(), test_set, preprocess)
     return run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
                       test_samples=test["samples"], parameters=sum(p.numel() for p in model.parameters()))
