@@ -51,6 +51,7 @@ MAX_SEED = 999_999
 MAX_FACES = 64        # every seed draws this many latent vectors; a request shows the first `count`
 MAX_FRAMES = 60
 SHOWN_SIDE = 256      # an interpolated face is enlarged to this many pixels in the GIF
+SHOWN_GRID = 512      # a grid is enlarged by a whole factor until it is at least this wide
 # Every image and ZIP is handed to Gradio as a file: Gradio copies files into its cache
 # atomically, whereas it writes PIL images there in place, so two users who get identical
 # images at the same moment could be served a half-written file.
@@ -130,6 +131,15 @@ def grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
     return Image.fromarray(canvas.permute(1, 2, 0).numpy())
 
 
+def enlarge(picture: Image.Image) -> Image.Image:
+    """A small grid enlarged by a whole factor to at least SHOWN_GRID pixels: the page shows images
+    at their own size, and 16 faces of 64 pixels would be a stamp. Bicubic, as the interpolation."""
+    scale = math.ceil(SHOWN_GRID / max(picture.size))
+    if scale <= 1:
+        return picture
+    return picture.resize((picture.width * scale, picture.height * scale), Image.Resampling.BICUBIC)
+
+
 def to_image(image: torch.Tensor) -> Image.Image:
     """uint8 (C, H, W) -> PIL, grey for one channel."""
     array = image.permute(1, 2, 0).numpy()
@@ -155,7 +165,7 @@ def faces(model_name: str, seed, count):
         return None, None, unavailable
     loaded = MODELS[model_name]
     images = render(model_name, latents(seed, loaded.model.latent_dim)[:count])
-    picture = grid(images)
+    picture = enlarge(grid(images))  # the ZIP also holds every image at its own size
     shown = scratch_file(f"{model_name}-seed{seed}.png")  # the name a download gets
     shown.write_bytes(png_bytes(picture))
     archive = scratch_file(f"{model_name}-seed{seed}.zip")
