@@ -1,6 +1,6 @@
 """Helpers to test the Spaces for real, shared by every Space's tests and by bench/.
 
-- `serve(app)`: start `python spaces/<app>/app.py` on a free port as its own process, wait until
+- `serve(app)`, `staged_space(space)`: start `python spaces/<app>/app.py` on a free port as its own process, wait until
   it answers, stop it afterwards (its log is kept for failure messages);
 - `random_weights` / `trained_cnn`: model weights for an app, through its `ZTG_WEIGHTS_*` variables;
 - `drawing`, `png`: synthetic digits drawn like a person on a canvas, as images or file bytes;
@@ -136,6 +136,24 @@ def isolated_python(folder: Path) -> str:
     site = folder / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
     (site / "project_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return str(folder / "bin" / "python")
+
+
+@contextlib.contextmanager
+def staged_space(space: str, env: dict, tmp_path: Path):
+    """Stage spaces/<space> as a deploy would (app + a copy of shared/) and serve it from another
+    folder, with a Python that cannot import this checkout and nothing inherited from our environment."""
+    sys.path.insert(0, str(ROOT / "spaces"))
+    import deploy
+
+    staged = deploy.stage(space, tmp_path / "space")
+    python = isolated_python(tmp_path / "venv")
+    check = subprocess.run([python, "-c", "import shared"], cwd=tmp_path, capture_output=True)
+    assert check.returncode != 0, "the isolated Python must not see the project's shared/ package"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with serve(staged / "app.py", env, cwd=elsewhere, python=python, inherit_env=False) as running:
+        yield running
+        assert str(ROOT) not in running.log()
 
 
 # ---- weights ----------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import torch
 from conftest import train
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import ARTIFACTS, ROOT, client, import_app, serve
+from spaces_util import ARTIFACTS, ROOT, client, import_app, serve, staged_space
 
 APP = ROOT / "spaces" / "faces" / "app.py"
 TIMEOUT_MS = 60_000  # a busy 2-core machine runs browser, server and model together
@@ -239,6 +239,20 @@ def test_32_concurrent_clients(server):
 
 def test_no_traceback_in_the_log(server):
     assert "Traceback" not in server.log()
+
+
+def test_staged_space_runs_on_its_own(tmp_path, weights):
+    """The staged folder serves faces and the timeline from elsewhere with a Python that cannot import
+    this checkout, and names the missing generator and how to get it."""
+    env = {"ZTG_WEIGHTS_ANIME_DCGAN": weights["ZTG_WEIGHTS_ANIME_DCGAN"]}
+    with staged_space("faces", env, tmp_path) as running:
+        api = client(running.url, tmp_path / "downloads")
+        grid, archive, message = api.predict("anime-dcgan", 42, 4, api_name="/generate")
+        assert Image.open(grid).mode == "RGB" and len(unzip(archive)) == 5 and "seed **42**" in message
+        epoch_grid, message = api.predict("anime-dcgan", 2, api_name="/timeline")
+        assert Image.open(epoch_grid).size[0] > 200 and "epoch **2**" in message
+        _, _, message = api.predict("mnist-gan", 42, 4, api_name="/generate")
+        assert "mnist-gan is not available" in message and "ZTG_WEIGHTS_MNIST_GAN" in message
 
 
 # ---- a real browser ---------------------------------------------------------------------------
