@@ -32,7 +32,7 @@ from torchvision.datasets import ImageFolder  # noqa: E402
 
 from shared.models import build_model  # noqa: E402
 from shared.preprocessing import CIFAR_MEAN, CIFAR_STD  # noqa: E402
-from training.cifar import load_cifar10, random_crop_flip  # noqa: E402
+from training.cifar import conv_input, load_cifar10, random_crop_flip  # noqa: E402
 from training.lessons import cifar10_resnet9  # noqa: E402
 from training.run import Run  # noqa: E402
 
@@ -58,7 +58,7 @@ def our_batches(data_dir: Path, batch_size: int):
         train = run.to_device(train)
         for _ in run.epochs():
             for images, labels in run.batches(train, batch_size):
-                yield cifar10_resnet9.preprocess(random_crop_flip(images, padding=4)), labels
+                yield conv_input(random_crop_flip(images, padding=4)), labels
             run.epoch += 1  # what end_epoch does, without its evaluation and checkpoint
 
 

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.models.cifar import CLASSES
+from shared.preprocessing import normalize_cifar
 from training.data import DataNotFound, TensorData, cache_dir, random_split, read_cache, write_cache
 
 COURSE_ARCHIVE = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
@@ -141,6 +142,14 @@ def synthetic_cifar(n: int, seed: int, num_classes: int = 10) -> TensorData:
     labels = torch.randint(num_classes, (n,), generator=g)
     images = patterns[labels] + 0.25 * torch.randn(n, 3, 32, 32, generator=g)
     return TensorData((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
+
+
+# ---- what the convolutional networks see ----------------------------------------------
+
+
+def conv_input(images: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, 3, 32, 32) -> normalised float, stored channels_last (NHWC) for fast convolutions."""
+    return normalize_cifar(images).contiguous(memory_format=torch.channels_last)
 
 
 # ---- augmentation, a whole batch at a time ------------------------------------------------

@@ -27,8 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.preprocessing import normalize_cifar
-from training.cifar import cifar_splits, report_test_set
+from training.cifar import cifar_splits, conv_input, report_test_set
 from training.evaluate import evaluate_classifier
 
 
@@ -55,11 +54,6 @@ TASK = dict(type="image-classification", dataset="cifar10", dataset_name="CIFAR-
                     "overfits): lesson 4 of Zero to GANs.")
 
 
-def preprocess(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, 32, 32) -> normalised float, stored channels_last (NHWC) for fast convolutions."""
-    return normalize_cifar(images).contiguous(memory_format=torch.channels_last)
-
-
 def train(run):
     cfg = run.config
     train_set, val_set, test_set = cifar_splits(run)
@@ -72,17 +66,17 @@ def train(run):
     for _ in run.epochs():
         model.train()
         for images, labels in run.batches(train_set, cfg.batch_size):
-            logits = model(preprocess(images))
+            logits = model(conv_input(images))
             loss = F.cross_entropy(logits, labels)
             run.accelerator.backward(loss)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             # Accuracy on the batches trained on: compared with val_accuracy, it shows the overfitting.
             run.log_step(loss=loss, accuracy=100 * (logits.argmax(1) == labels).float().mean())
-        val = evaluate_classifier(run, model, val_set, preprocess)
+        val = evaluate_classifier(run, model, val_set, conv_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
 
-    test = report_test_set(run, model, test_set, preprocess)
+    test = report_test_set(run, model, test_set, conv_input)
     best = min(run.history, key=lambda row: row["val_loss"])
     run.print(f"[cifar10-cnn] lowest validation loss after epoch {best['epoch']} of {cfg.epochs}; "
               "after that the network overfits (see curves.png)")

@@ -31,9 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.preprocessing import normalize_cifar
 from training.averaging import decay_at, update_average
-from training.cifar import cifar_splits, random_crop_flip, report_test_set
+from training.cifar import cifar_splits, conv_input, random_crop_flip, report_test_set
 from training.evaluate import evaluate_classifier
 
 
@@ -64,11 +63,6 @@ TASK = dict(type="image-classification", dataset="cifar10", dataset_name="CIFAR-
             metrics={"test_accuracy": "Test accuracy"}, model="cifar10-resnet9",
             summary="ResNet9 with batchnorm, data augmentation and a one-cycle learning rate on "
                     "CIFAR-10: lesson 5 of Zero to GANs.")
-
-
-def preprocess(images: torch.Tensor) -> torch.Tensor:
-    """uint8 (B, 3, 32, 32) -> normalised float, stored channels_last (NHWC) for fast convolutions."""
-    return normalize_cifar(images).contiguous(memory_format=torch.channels_last)
 
 
 class FlipAverage(torch.nn.Module):
@@ -107,7 +101,7 @@ def train(run):
         for images, labels in run.batches(train_set, cfg.batch_size):
             if cfg.augment:
                 images = random_crop_flip(images, padding=4)
-            loss = F.cross_entropy(model(preprocess(images)), labels, label_smoothing=smoothing)
+            loss = F.cross_entropy(model(conv_input(images)), labels, label_smoothing=smoothing)
             run.accelerator.backward(loss)
             run.accelerator.clip_grad_value_(model.parameters(), cfg.grad_clip)
             optimizer.step()
@@ -116,8 +110,8 @@ def train(run):
             if average is not None:  # a shorter memory in the first steps, so early weights fade fast
                 update_average(unwrap(average), unwrap(model), decay_at(scheduler.last_epoch, cfg.ema_decay))
             run.log_step(loss=loss)
-        val = evaluate_classifier(run, predictor(), val_set, preprocess)
+        val = evaluate_classifier(run, predictor(), val_set, conv_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"], lr=scheduler.get_last_lr()[0])
-    test = report_test_set(run, predictor(), test_set, preprocess)
+    test = report_test_set(run, predictor(), test_set, conv_input)
     return run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
                       test_samples=test["samples"], parameters=sum(p.numel() for p in model.parameters()))
