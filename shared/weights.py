@@ -60,6 +60,13 @@ class Loaded(NamedTuple):
     source: Source
     metrics: dict    # the checkpoint's metrics.json ({} when it has none)
 
+    def describe(self, metric: str, template: str) -> str:
+        """For a page: where the weights come from (a Hub repo, or "a local checkpoint": a Space
+        shows no server path) and, when the checkpoint recorded it, `template` filled with `metric`."""
+        where = str(self.source) if self.source.kind == "hub" else "a local checkpoint"
+        value = self.metrics.get(metric)
+        return where + (", " + template.format(value) if value is not None else "")
+
 
 def env_var(lesson: str) -> str:
     """`mnist-cnn` -> `ZTG_WEIGHTS_MNIST_CNN`."""

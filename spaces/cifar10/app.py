@@ -117,7 +117,7 @@ def classify(image: Image.Image | None, model_name: str):
     best = max(range(len(CLASSES)), key=probabilities.__getitem__)
     preview = pixels[0].permute(1, 2, 0).numpy().repeat(VIEW // 32, 0).repeat(VIEW // 32, 1)
     return (label, preview, overlay(square, heat),
-            f"**{CLASSES[best]}** ({probabilities[best]:.0%}) by {model_name}, {describe(loaded)}.")
+            f"**{CLASSES[best]}** ({probabilities[best]:.0%}) by {model_name}, {loaded.describe('test_accuracy', 'test accuracy {}%')}.")
 
 
 def predict(image, model_name: str):
@@ -130,11 +130,6 @@ def predict(image, model_name: str):
     except ImageError as error:
         raise gr.Error(str(error), print_exception=False) from None
     return classify(decoded, model_name)
-
-
-def describe(loaded) -> str:
-    accuracy = loaded.metrics.get("test_accuracy")
-    return f"{loaded.source}" + (f", test accuracy {accuracy}%" if accuracy is not None else "")
 
 
 # ---- examples, drawn here (no dataset image is shipped) -------------------------------------

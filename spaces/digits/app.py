@@ -71,7 +71,7 @@ def classify(image, model_name: str):
     label = {str(d): p for d, p in enumerate(probabilities)}
     best = max(range(10), key=probabilities.__getitem__)
     return label, preview_file(digit.pixels), \
-        f"**{best}** ({probabilities[best]:.0%}) by {model_name}, {describe(loaded)}."
+        f"**{best}** ({probabilities[best]:.0%}) by {model_name}, {loaded.describe('test_accuracy', 'test accuracy {}%')}."
 
 
 def preview_file(pixels) -> str:
@@ -131,13 +131,6 @@ def predict_photo(photo, model_name: str):
     except ImageError as error:
         raise gr.Error(str(error), print_exception=False) from None
     return classify(image, model_name)
-
-
-def describe(loaded) -> str:
-    """Where the weights come from, for the page: a Hub repo, or just "a local checkpoint" (no path)."""
-    where = str(loaded.source) if loaded.source.kind == "hub" else "a local checkpoint"
-    accuracy = loaded.metrics.get("test_accuracy")
-    return where + (f", test accuracy {accuracy}%" if accuracy is not None else "")
 
 
 # ---- what the components send --------------------------------------------------------------

@@ -174,7 +174,7 @@ def faces(model_name: str, seed, count):
             bundle.writestr(f"{model_name}-seed{seed}-{i:02d}.png", png_bytes(to_image(image)))
         bundle.write(shown, f"{model_name}-seed{seed}-grid.png")
     kind = "faces" if model_name == "anime-dcgan" else "digits"
-    return str(shown), str(archive), f"{count} {kind} from seed **{seed}** by {model_name}, {describe(loaded)}."
+    return str(shown), str(archive), f"{count} {kind} from seed **{seed}** by {model_name}, {loaded.describe('swd', 'SWD {}')}."
 
 
 def surprise(model_name: str, count):
@@ -219,7 +219,7 @@ def timeline(model_name: str, epoch):
         return None, unavailable
     grids = TIMELINES.get(model_name) or {}
     if not grids:
-        return None, f"No training timeline for {model_name}: {MODELS[model_name].source} has no samples/epoch_*.png."
+        return None, f"No training timeline for {model_name}: its checkpoint has no samples/epoch_*.png (the grids the training run saves)."
     epoch = whole_number(epoch, "The epoch", 1, max(grids))
     if epoch not in grids:
         return None, f"{model_name} has no grid for epoch {epoch}; it has epochs {', '.join(map(str, grids))}."
@@ -230,11 +230,6 @@ def timeline(model_name: str, epoch):
 
 def clear():
     return None, None, ""
-
-
-def describe(loaded) -> str:
-    swd = loaded.metrics.get("swd")
-    return f"{loaded.source}" + (f", SWD {swd}" if swd is not None else "")
 
 
 def png_bytes(image: Image.Image) -> bytes:
