@@ -17,6 +17,16 @@ def test_help_lists_lessons_and_the_lessons_settings():
         assert text in out
 
 
+def test_profiles_are_settings_that_help_shows_and_overrides_change():
+    out = run_training("mnist-mlp", "--help").stdout
+    assert "--optimizer=adamw" in out and "adamw|sgd" in out and "course=sgd" in out
+    assert "--synthetic_data=False" in out and "smoke=True" in out
+    cfg = make_config(mnist_mlp.Config, mnist_mlp.PROFILES["smoke"], ["--synthetic_data=false", "--optimizer=sgd"])
+    assert cfg.synthetic_data is False and cfg.optimizer == "sgd"
+    with pytest.raises(ConfigError, match="--optimizer is one of adamw, sgd"):
+        make_config(mnist_mlp.Config, {"optimizer": "adam"}, [])  # a profile's typo is caught too
+
+
 def test_overrides_are_typed():
     cfg = make_config(mnist_mlp.Config, mnist_mlp.PROFILES["cpu"], ["--epochs=3", "--hidden_sizes=64,32", "--lr", "0.01"])
     assert cfg.epochs == 3 and cfg.hidden_sizes == [64, 32] and cfg.lr == 0.01
@@ -29,6 +39,7 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("args, message", [
     (["--epoch=3"], "unknown option --epoch"),
     (["--epochs=x"], "--epochs expects int"),
+    (["--optimizer=rmsprop"], "--optimizer is one of adamw, sgd; got 'rmsprop'"),
     (["--mixed-precision", "fp16"], "fp16 needs a CUDA GPU"),
     (["--push-to-hub", "no-slash"], "ORG/NAME"),
 ])

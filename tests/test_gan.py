@@ -9,12 +9,13 @@ from pathlib import Path
 import pytest
 import safetensors.torch
 import torch
-from conftest import find_datasets, run_training, train
+from conftest import ROOT, find_datasets, run_training, train
 from PIL import Image
 
 from shared.models import MODELS
+from training.anime_faces import load_anime_faces, synthetic_faces
 from training.data import DataNotFound
-from training.gan import SlicedWasserstein, fid, load_anime_faces, synthetic_faces
+from training.gan_metrics import SlicedWasserstein, fid
 
 LESSONS = ["mnist-gan", "anime-dcgan"]
 # Small networks, batch 8: 96 steps per epoch on 768 synthetic digits, 32 on 256 synthetic faces.
@@ -55,6 +56,16 @@ def step_log(monkeypatch):
 
     monkeypatch.setattr(Run, "log_step", recording)
     return steps
+
+
+def test_the_gan_step_is_the_same_in_both_lessons():
+    """The step stays visible in each lesson (the loop is the lesson); this keeps the two copies equal."""
+    def step(module: str) -> str:
+        text = (ROOT / "training" / "lessons" / f"{module}.py").read_text()
+        return text[text.index("# ---- the GAN step"):text.index("# ---- end of the GAN step")]
+
+    assert len(step("mnist_gan").splitlines()) > 20
+    assert step("mnist_gan") == step("anime_dcgan")
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
@@ -206,7 +217,7 @@ def test_anime_faces_are_decoded_once_and_cached(tmp_path, monkeypatch):
     assert (error < 10).all() and (data.inputs[:3].float() - faces.roll(1, 0).float()).abs().mean() > 2 * error.max()
     assert data.inputs[3, 0].float().mean() > 240 and data.inputs[3, 1:].float().mean() < 15
     [cached] = (tmp_path / "cache").glob("animefaces-64px-*.safetensors")
-    monkeypatch.setattr("training.gan._decode", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr("training.anime_faces._decode", lambda *a: pytest.fail("decoded again"))
     assert torch.equal(load_anime_faces(tmp_path / "data").inputs, data.inputs)
 
 

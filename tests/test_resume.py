@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -66,16 +67,47 @@ def test_sigterm_mid_epoch_saves_and_resume_matches_an_uninterrupted_run(tmp_pat
     assert_same_weights(tmp_path / "straight" / "mnist-cnn", folder)
 
 
+def kill_after_epochs(lesson: str, out_dir, epochs: int, *args: str) -> dict:
+    """Start a run and SIGKILL it once its checkpoint holds `epochs` epochs; return that checkpoint's metrics."""
+    process = subprocess.Popen([sys.executable, "-m", "training", lesson, "--profile", "smoke",
+                                "--out-dir", str(out_dir), *args], cwd=ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    history, deadline = out_dir / lesson / "history.json", time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError, ValueError):  # absent, or renamed away for a moment by a swap
+            if len(json.loads(history.read_text())) >= epochs:
+                process.kill()
+                break
+        time.sleep(0.005)
+    process.wait(timeout=60)
+    assert process.returncode == -signal.SIGKILL, "the run ended before it could be killed"
+    return json.loads((out_dir / lesson / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize("lesson, args", [
+    # A cosine schedule and augmentation: the step count and the RNG must both be where they were.
+    ("mnist-mlp", ["--epochs=12", "--val_size=16"]),
+    ("mnist-gan", ["--epochs=8", "--batch_size=16", "--hidden_size=32", "--swd_images=32", "--fid_images=32"]),
+])
+def test_sigkill_after_an_epoch_end_checkpoint_resumes_to_the_same_bits(lesson, args, tmp_path):
+    metrics = kill_after_epochs(lesson, tmp_path / "killed", 2, *args)
+    assert metrics["complete"] is False and metrics["epochs_completed"] >= 2 and metrics["step_in_epoch"] == 0
+    run_training(lesson, "--profile", "smoke", "--out-dir", str(tmp_path / "killed"), "--resume", *args)
+    train(lesson, tmp_path / "straight", *args)
+    for sub in ["", *(["generator", "discriminator"] if lesson == "mnist-gan" else [])]:
+        assert_same_weights(tmp_path / "straight" / lesson / sub, tmp_path / "killed" / lesson / sub)
+
+
 CRASH_DURING_SECOND_WRITE = """
 import os, signal, sys
 import training.checkpoint as checkpoint
 original, calls = checkpoint.write_contents, []
-def write_then_die(run, tmp, *args, **kwargs):
+def write_then_die(tmp, *args, **kwargs):
     calls.append(1)
     if len(calls) == 2:  # half of the epoch-2 checkpoint is on disk when the process dies
         (tmp / "model.safetensors").write_bytes(b"partial")
         os.kill(os.getpid(), signal.SIGKILL)
-    return original(run, tmp, *args, **kwargs)
+    return original(tmp, *args, **kwargs)
 checkpoint.write_contents = write_then_die
 from training.cli import main
 main(sys.argv[1:])

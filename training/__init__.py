@@ -3,6 +3,35 @@
     python -m training <lesson> [--profile smoke|cpu|course] [--key=value ...]
     accelerate launch -m training <lesson> ...
     python -m training all
+
+How the spine works (what a new lesson writes; training/lessons/mnist_logistic.py is the
+shortest example):
+
+1. `Config`, a dataclass of every hyperparameter, and `PROFILES = {"smoke": ..., "cpu": ...,
+   "course": ...}`, each a dict of fields to change. Profiles are only data: `smoke` sets
+   `synthetic_data=True` and small sizes, and every field can be changed with `--key=value`.
+   A string setting with fixed choices is a `Literal[...]`; the parser checks it.
+2. `TASK`, what the model card says: task type, dataset, metrics, summary.
+3. `train(run)`, the loop, top to bottom. `cli.run_lesson` builds the config, the
+   Accelerator and the `Run` (with `checkpoint.load(folder)` on --resume) and calls it.
+   Inside, in this order:
+   - data: `mnist_splits(run)` / `cifar_splits(run)` / ... (uint8 tensors on the device);
+   - `run.prepare(model=..., optimizer=..., scheduler=..., publish=NAME)`: Accelerate wraps
+     them; on --resume they come back as they were saved. `publish` names the module that
+     the Hub and the Spaces load (not needed with one model);
+   - `for epoch in run.epochs():` then `for inputs, labels in run.batches(data, batch_size):`
+     a step: forward, `run.accelerator.backward(loss)`, `optimizer.step()`, and
+     `run.log_step(loss=loss)`; `run.global_step` counts batches over the whole run;
+   - `run.end_epoch(val_accuracy=...)`: averages, prints, checkpoints (see training/run.py
+     for everything `batches` and `end_epoch` do besides: NaN checks, stop on a signal);
+   - `run.add_file(name, figure)` for pictures; `return run.finish(test_accuracy=...)`.
+4. Register the lesson's name in `LESSONS` below and its model in `shared/models/`; the
+   smoke sweep in tests/test_lessons.py then runs it.
+
+A checkpoint flows one way: `Run.snapshot()` -> `checkpoint.save` -> folder ->
+`checkpoint.load` -> the next `Run`. Datasets have a module each (`mnist`, `cifar10`,
+`anime_faces`), augmentation is in `augment`, evaluation in `evaluate`, figures in `plots`,
+GAN noise in `gan` and GAN metrics in `gan_metrics`.
 """
 
 import os

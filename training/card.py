@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -41,8 +40,9 @@ model = MODELS["{{ model_name }}"].from_pretrained("{{ repo_hint }}")  # strict,
 """
 
 
-def model_card(run, metrics: dict, complete: bool) -> ModelCard:
-    task = run.task
+def model_card(snapshot, metrics: dict) -> ModelCard:
+    """The card of a checkpoint.Snapshot, with `metrics` (final, or carried over mid-run)."""
+    task = snapshot.task
     results = []
     for key, label in task.get("metrics", {}).items():
         if isinstance(metrics.get(key), (int, float)):
@@ -53,17 +53,17 @@ def model_card(run, metrics: dict, complete: bool) -> ModelCard:
     card_data = ModelCardData(
         library_name="pytorch", license="mit", tags=["zero-to-gans", task["type"], "pytorch_model_hub_mixin"],
         datasets=[task["dataset"]], pipeline_tag=task.get("pipeline_tag"),
-        model_name=run.lesson, eval_results=results or None,
+        model_name=snapshot.lesson, eval_results=results or None,
     )
     lines = [f"| {label} | {metrics[key]} |" for key, label in task.get("metrics", {}).items() if key in metrics]
     for key in ("train_seconds", "samples_per_second", "device", "epochs"):
         if key in metrics:
             lines.append(f"| {key.replace('_', ' ')} | {metrics[key]} |")
     results_md = "| metric | value |\n|---|---|\n" + "\n".join(lines) if lines else "(training in progress)"
-    if not complete:
-        results_md = f"Checkpoint after epoch {run.epoch} (training not finished).\n\n" + results_md
+    if not snapshot.complete:
+        results_md = f"Checkpoint after epoch {snapshot.progress.epoch} (training not finished).\n\n" + results_md
     return ModelCard.from_template(
-        card_data, template_str=TEMPLATE, lesson=run.lesson, summary=task["summary"],
-        profile=run.profile, results=results_md, model_name=task.get("model", run.lesson),
-        repo_hint=f"<org>/{run.lesson}", config=json.dumps(dataclasses.asdict(run.config), indent=2),
+        card_data, template_str=TEMPLATE, lesson=snapshot.lesson, summary=task["summary"],
+        profile=snapshot.profile, results=results_md, model_name=snapshot.lesson,
+        repo_hint=f"<org>/{snapshot.lesson}", config=json.dumps(snapshot.config, indent=2),
     )

@@ -2,15 +2,17 @@
 
     <out-dir>/<lesson>/
         config.json, model.safetensors    the published model (PyTorchModelHubMixin)
-        <name>/                           other modules, e.g. a GAN's discriminator
+        <name>/                           every other module, under the name it was prepared with
         README.md                         model card; metrics as model-index results
         metrics.json, history.json        final metrics; one row per epoch
         training_config.json              the lesson's hyperparameters
         curves.png, ...                   plots and images the lesson adds
-        resume/state.pt                   optimizer, scheduler and RNG state for --resume
+        resume/state.pt                   progress, optimizer, scheduler and RNG state for --resume
 
-Every save builds the folder under a temporary name and swaps it in with renames, so a
-crash leaves either the previous checkpoint or the new one, never half of one.
+Data flows one way: `Run` hands `save` a `Snapshot` of plain values; `load` reads a folder
+back as a `Saved` that the command line hands to the next `Run`. Nothing here reaches into
+a Run. Every save builds the folder under a temporary name and swaps it in with renames, so
+a crash leaves either the previous checkpoint or the new one, never half of one.
 """
 
 from __future__ import annotations
@@ -21,13 +23,66 @@ import json
 import os
 import platform
 import shutil
-import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 RESUME_FILE = "resume/state.pt"
-CURVES_EVERY_SECONDS = 30  # drawing curves costs ~0.2 s: not after every one of 100 tiny epochs
+
+
+@dataclass
+class Progress:
+    """Where a run stands: what a resumed run starts from."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # batches done in the epoch in progress (0 at an epoch's end)
+    global_step: int = 0  # batches done since the run started, over every epoch
+    train_seconds: float = 0.0
+    samples_seen: int = 0
+    history: list[dict] = field(default_factory=list)  # one row per completed epoch
+
+
+@dataclass
+class Snapshot:
+    """Everything one checkpoint holds, as plain values (modules unwrapped from Accelerate)."""
+
+    lesson: str
+    profile: str
+    task: dict
+    config: dict
+    progress: Progress
+    published: str  # the module written at the root of the folder; the others go to <name>/
+    modules: dict[str, torch.nn.Module]
+    states: dict[str, dict]  # optimizers' and schedulers' state_dicts, by name
+    rng: dict
+    files: dict[str, object]  # images, figures, bytes or text the lesson added since the last save
+    complete: bool = False
+    metrics: dict | None = None  # final metrics (complete), else carried over from the last save
+
+
+@dataclass
+class Saved:
+    """A checkpoint read back for --resume."""
+
+    folder: Path
+    lesson: str
+    profile: str
+    config: dict
+    progress: Progress
+    published: str
+    states: dict[str, dict]
+    rng: dict
+
+    def load_weights(self, module: torch.nn.Module, name: str) -> None:
+        """Restore the weights `module` had when it was saved under `name` (strict, safetensors)."""
+        import safetensors.torch
+
+        path = self.folder / ("" if name == self.published else name) / "model.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"--resume: {path} is missing; the checkpoint in {self.folder} holds "
+                                    "other modules than this run prepares")
+        safetensors.torch.load_model(module, str(path), strict=True)
 
 
 def _old(folder: Path) -> Path:
@@ -42,19 +97,77 @@ def existing(folder: Path) -> Path | None:
     return None
 
 
-def load_resume_state(folder: Path) -> dict:
+def load(folder: Path) -> Saved:
+    """Read the checkpoint a run left in `folder` (or its previous copy) for --resume."""
     found = existing(folder)
     if found is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {folder}; run without --resume to start")
-    return torch.load(found / RESUME_FILE, map_location="cpu", weights_only=True)
+    saved = json.loads((found / "training_config.json").read_text())
+    state = torch.load(found / RESUME_FILE, map_location="cpu", weights_only=True)
+    return Saved(folder=found, lesson=saved["lesson"], profile=saved["profile"], config=saved["config"],
+                 progress=Progress(**state["progress"]), published=state["published"],
+                 states=state["states"], rng=state["rng"])
 
 
-def load_weights(module: torch.nn.Module, folder: Path, name: str, first: bool) -> None:
-    import safetensors.torch
+def save(folder: Path, snapshot: Snapshot, carry_over: bool) -> None:
+    """Write the whole checkpoint folder (main process only).
 
-    found = existing(folder)
-    path = found / "model.safetensors" if first else found / name / "model.safetensors"
-    safetensors.torch.load_model(module, str(path), strict=True)
+    With `carry_over`, files of the previous checkpoint that this snapshot does not replace
+    (earlier epochs' sample grids, figures) are kept.
+    """
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    progress = snapshot.progress
+    tmp = folder.with_name(f".{folder.name}.tmp-{progress.epoch}-{progress.step}")
+    previous = existing(folder) if carry_over else None
+    if previous is not None:
+        shutil.copytree(previous, tmp)
+    else:
+        tmp.mkdir()
+    write_contents(tmp, snapshot)
+    swap_in(tmp, folder)
+
+
+def write_contents(tmp: Path, snapshot: Snapshot) -> None:
+    for name, module in snapshot.modules.items():
+        target = tmp if name == snapshot.published else tmp / name
+        (target / "README.md").unlink(missing_ok=True)  # else the mixin keeps the old card
+        module.save_pretrained(target)
+        (target / "README.md").unlink()  # ours is written below, from the metrics
+    (tmp / "resume").mkdir(exist_ok=True)
+    torch.save({"progress": dataclasses.asdict(snapshot.progress), "published": snapshot.published,
+                "states": snapshot.states, "rng": snapshot.rng}, tmp / RESUME_FILE)
+    _write_json(tmp / "training_config.json", {"lesson": snapshot.lesson, "profile": snapshot.profile,
+                                                "config": snapshot.config})
+    _write_json(tmp / "history.json", snapshot.progress.history)
+    status = {"complete": snapshot.complete, "epochs_completed": snapshot.progress.epoch,
+              "step_in_epoch": snapshot.progress.step}
+    metrics = snapshot.metrics
+    if metrics is None and (tmp / "metrics.json").exists():
+        metrics = {k: v for k, v in json.loads((tmp / "metrics.json").read_text()).items() if k not in status}
+    _write_json(tmp / "metrics.json", {**(metrics or {}), **status})
+    for name, content in snapshot.files.items():
+        write_file(tmp / name, content)
+    from training.card import model_card
+
+    model_card(snapshot, metrics or {}).save(tmp / "README.md")
+
+
+def swap_in(tmp: Path, folder: Path) -> None:
+    old = _old(folder)
+    if old.exists():
+        shutil.rmtree(old)
+    if folder.exists():
+        folder.rename(old)
+    # A crash here leaves only `old`: `existing()` then resumes from it.
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def rng_state() -> dict:
+    return {"cpu": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
 def restore_rng(rng: dict) -> None:
@@ -88,68 +201,6 @@ def _cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
-
-
-def save(run, complete: bool, metrics: dict | None, start_from_existing: bool) -> None:
-    """Write the whole checkpoint folder for `run` (main process only)."""
-    folder = run.folder
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    for stale in folder.parent.glob(f".{folder.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = folder.with_name(f".{folder.name}.tmp-{run.epoch}-{run.step}")
-    previous = existing(folder) if start_from_existing else None
-    if previous is not None:  # carry forward earlier epochs' images (GAN sample grids, ...)
-        shutil.copytree(previous, tmp)
-    else:
-        tmp.mkdir()
-    write_contents(run, tmp, complete, metrics)
-    swap_in(tmp, folder)
-
-
-def write_contents(run, tmp: Path, complete: bool, metrics: dict | None) -> None:
-    unwrap = run.accelerator.unwrap_model
-    for i, (name, module) in enumerate(run.models.items()):
-        target = tmp if i == 0 else tmp / name
-        (target / "README.md").unlink(missing_ok=True)  # else the mixin keeps the old card
-        unwrap(module).save_pretrained(target)
-        (target / "README.md").unlink()  # ours is written below, from the metrics
-    (tmp / "resume").mkdir(exist_ok=True)
-    torch.save({
-        "epoch": run.epoch, "step": run.step, "history": run.history,
-        "train_seconds": run.train_seconds, "samples_seen": run.samples_seen,
-        "states": {name: obj.state_dict() for name, obj in {**run.optimizers, **run.schedulers}.items()},
-        "rng": {"cpu": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-    }, tmp / RESUME_FILE)
-    _write_json(tmp / "training_config.json", {"lesson": run.lesson, "profile": run.profile,
-                                                "config": dataclasses.asdict(run.config)})
-    _write_json(tmp / "history.json", run.history)
-    status = {"complete": complete, "epochs_completed": run.epoch, "step_in_epoch": run.step}
-    if metrics is None and (tmp / "metrics.json").exists():
-        metrics = {k: v for k, v in json.loads((tmp / "metrics.json").read_text()).items()
-                   if k not in status}
-    _write_json(tmp / "metrics.json", {**(metrics or {}), **status})
-    if run.history and (complete or time.monotonic() - run.curves_drawn_at > CURVES_EVERY_SECONDS):
-        from training.plots import plot_curves
-
-        run.pending_files.setdefault("curves.png", plot_curves(run.history, run.lesson))
-        run.curves_drawn_at = time.monotonic()
-    for name, content in run.pending_files.items():
-        write_file(tmp / name, content)
-    from training.card import model_card
-
-    model_card(run, metrics or {}, complete).save(tmp / "README.md")
-
-
-def swap_in(tmp: Path, folder: Path) -> None:
-    old = _old(folder)
-    if old.exists():
-        shutil.rmtree(old)
-    if folder.exists():
-        folder.rename(old)
-    # A crash here leaves only `old`: `existing()` then resumes from it.
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_file(path: Path, content) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
 import sys
 from pathlib import Path
@@ -53,20 +52,17 @@ def parser() -> argparse.ArgumentParser:
 
 
 def run_lesson(name: str, args, overrides: list[str]) -> dict:
-    from training.checkpoint import existing, push_to_hub
+    from training import checkpoint
     from training.run import Run, make_accelerator
 
     module = lesson_module(name)
-    profile = args.profile or "cpu"
-    base = None
-    if args.resume:
-        found = existing(args.out_dir / name)
-        if found is not None:
-            saved = json.loads((found / "training_config.json").read_text())
-            base, profile = saved["config"], saved["profile"]
-    config = make_config(module.Config, module.PROFILES[profile], overrides, base=base)
+    # --resume: the saved run's profile and settings, then any override given now (e.g. more --epochs).
+    saved = checkpoint.load(args.out_dir / name) if args.resume else None
+    profile = saved.profile if saved is not None else args.profile or "cpu"
+    config = make_config(module.Config, module.PROFILES[profile], overrides,
+                         base=saved.config if saved is not None else None)
     accelerator = make_accelerator(args.mixed_precision, args.tracker, args.out_dir)
-    run = Run(name, module.TASK, config, profile, args.data_dir, args.out_dir, accelerator, resume=args.resume)
+    run = Run(name, module.TASK, config, profile, args.data_dir, args.out_dir, accelerator, saved=saved)
     run.print(f"[{name}] profile {profile}, {accelerator.num_processes} process(es) on {accelerator.device}, "
               f"mixed precision {accelerator.mixed_precision}, checkpoint {run.folder}")
     metrics = module.train(run)
@@ -74,7 +70,7 @@ def run_lesson(name: str, args, overrides: list[str]) -> dict:
     if args.push_to_hub and accelerator.is_main_process:
         repo_id = args.push_to_hub if args.lesson != "all" else f"{args.push_to_hub}/{name}"
         try:
-            url = push_to_hub(run.folder, repo_id)
+            url = checkpoint.push_to_hub(run.folder, repo_id)
         except Exception as error:  # network, permissions, a bad repo id: say which, keep the checkpoint
             raise PublishError(f"publishing {run.folder} to {repo_id} failed ({type(error).__name__}: "
                                f"{str(error).splitlines()[0] if str(error) else ''}); the checkpoint is "

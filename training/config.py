@@ -14,6 +14,8 @@ class ConfigError(ValueError):
 
 def _parse(raw: str, kind, key: str):
     origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        return _choice(raw, kind, key)
     if origin in (typing.Union, types.UnionType):
         options = [k for k in typing.get_args(kind) if k is not type(None)]
         if raw.lower() in ("none", "null", ""):
@@ -38,6 +40,21 @@ def _parse(raw: str, kind, key: str):
         except (ValueError, json.JSONDecodeError):
             raise ConfigError(f"--{key} expects a comma-separated list, got {raw!r}") from None
     raise ConfigError(f"--{key}: unsupported type {kind}")
+
+
+def _choice(value, kind, key: str):
+    """A value of a `Literal[...]` setting: one of the declared values, or a clear error."""
+    allowed = typing.get_args(kind)
+    for option in allowed:
+        if str(option) == str(value):
+            return option
+    raise ConfigError(f"--{key} is one of {', '.join(map(str, allowed))}; got {value!r}")
+
+
+def _type_name(kind) -> str:
+    if typing.get_origin(kind) is typing.Literal:
+        return "|".join(map(str, typing.get_args(kind)))
+    return getattr(kind, "__name__", str(kind).replace("typing.", ""))
 
 
 def field_types(config_cls) -> dict[str, object]:
@@ -70,7 +87,11 @@ def make_config(config_cls, profile: dict, overrides: list[str], base: dict | No
     unknown = set(values) - set(kinds)
     if unknown:
         raise ConfigError(f"saved or profile settings not in the config: {sorted(unknown)}")
-    return config_cls(**values)
+    config = config_cls(**values)
+    for key, kind in kinds.items():  # defaults and profiles are checked like the command line
+        if typing.get_origin(kind) is typing.Literal:
+            _choice(getattr(config, key), kind, key)
+    return config
 
 
 def describe(config_cls, profiles: dict[str, dict]) -> str:
@@ -80,6 +101,5 @@ def describe(config_cls, profiles: dict[str, dict]) -> str:
                 for f in dataclasses.fields(config_cls)}
     for key, kind in field_types(config_cls).items():
         per_profile = ", ".join(f"{p}={v[key]}" for p, v in profiles.items() if key in v)
-        name = getattr(kind, "__name__", str(kind).replace("typing.", ""))
-        lines.append(f"  {f'--{key}={defaults[key]}':<28} {name:<10} {per_profile}")
+        lines.append(f"  {f'--{key}={defaults[key]}':<28} {_type_name(kind):<14} {per_profile}")
     return "\n".join(lines)

@@ -46,3 +46,30 @@ def evaluate_classifier(run, model, data: TensorData, preprocess, batch_size: in
             everything[r::world] = gathered[r, :count]
         result["predictions"] = everything
     return result
+
+
+def test_metrics(test: dict, model: torch.nn.Module | None = None) -> dict:
+    """What a classifier's metrics.json reports of `evaluate_classifier`'s result on the test set."""
+    metrics = {"test_accuracy": round(test["accuracy"], 2), "test_loss": test["loss"], "test_samples": test["samples"]}
+    if model is not None:
+        metrics["parameters"] = sum(p.numel() for p in model.parameters())
+    return metrics
+
+
+def report_test_set(run, model, test_set: TensorData, preprocess, class_names) -> dict:
+    """Test loss/accuracy, plus confusion_matrix.png and misclassified.png in the checkpoint."""
+    from training.plots import confusion_figure, predictions_figure
+
+    test = evaluate_classifier(run, model, test_set, preprocess, return_predictions=True)
+    predicted, labels = test.pop("predictions").cpu(), test_set.labels.cpu()
+    run.add_file("confusion_matrix.png", confusion_figure(labels, predicted, class_names, f"{run.lesson}: test set"))
+    wrong = (predicted != labels).nonzero().flatten()
+    # A seeded sample, in test-set order: the first 32 would all be airplanes (the folder order).
+    shown = wrong[torch.randperm(len(wrong), generator=torch.Generator().manual_seed(0))[:32]].sort().values
+    title = f"{run.lesson}: misclassified test images"
+    if not len(shown):  # a perfect score still gets its picture
+        shown, title = torch.arange(min(32, len(labels))), f"{run.lesson}: no test image misclassified"
+    run.add_file("misclassified.png", predictions_figure(
+        test_set.inputs[shown.to(test_set.inputs.device)].float() / 255, labels[shown].tolist(),
+        predicted[shown].tolist(), class_names, title))
+    return test

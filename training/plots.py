@@ -1,13 +1,16 @@
-"""Figures written into checkpoints: training curves and image grids."""
+"""Figures written into checkpoints: training curves, image grids, confusion matrices, timelapses."""
 
 from __future__ import annotations
+
+import io
+from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
 SKIP = {"epoch", "epoch_seconds", "samples_per_second"}
@@ -56,3 +59,41 @@ def predictions_figure(images: torch.Tensor, labels, predictions, class_names, t
     fig.suptitle(f"{title} (true / predicted)")
     fig.tight_layout()
     return fig
+
+
+def confusion_figure(labels: torch.Tensor, predicted: torch.Tensor, class_names, title: str):
+    """Class-by-class counts, rows the true class and columns the predicted one, as a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    counts = torch.bincount(labels * len(class_names) + predicted, minlength=len(class_names) ** 2)
+    counts = counts.view(len(class_names), len(class_names))
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ax.imshow(counts.numpy(), cmap="Blues")
+    for (i, j), count in zip(torch.cartesian_prod(torch.arange(len(class_names)), torch.arange(len(class_names))).tolist(),
+                             counts.flatten().tolist(), strict=True):
+        ax.text(j, i, count, ha="center", va="center", fontsize=7,
+                color="white" if count > counts.max() / 2 else "black")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title} ({100 * counts.diag().sum() / counts.sum():.1f}% correct)")
+    fig.tight_layout()
+    return fig
+
+
+def timelapse(folder: Path, frame_ms: int = 400, last_frame_ms: int = 2000) -> bytes | None:
+    """The grids folder/epoch_NNN.png as one looping GIF with the epoch written above each; None if none."""
+    frames = []
+    for path in sorted(Path(folder).glob("epoch_*.png")):
+        with Image.open(path) as grid:
+            frame = Image.new("RGB", (grid.width, grid.height + 16), "white")
+            frame.paste(grid.convert("RGB"), (0, 16))
+        ImageDraw.Draw(frame).text((4, 2), f"epoch {int(path.stem.split('_')[1])}", fill="black")
+        frames.append(frame)
+    if not frames:
+        return None
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="GIF", save_all=True, append_images=frames[1:], loop=0,
+                   duration=[frame_ms] * (len(frames) - 1) + [last_frame_ms])
+    return buffer.getvalue()

@@ -1,9 +1,24 @@
 """The small pieces every lesson's loop is made of: one `Run` per training run.
 
-A lesson builds its models and optimizers, hands them to `run.prepare`, and writes its
-own loop over `run.epochs()` and `run.batches(...)`. The Run owns what is the same in
-every lesson: the Accelerator, seeding, progress, NaN checks, per-epoch checkpoints,
-stopping on SIGINT/SIGTERM, and `--resume`.
+A lesson builds its models and optimizers, hands them to `run.prepare`, and writes its own
+loop over `run.epochs()` and `run.batches(...)`. What each call does besides what its name
+says, in one place:
+
+- `prepare(publish=NAME, **objects)`: hands models and optimizers to Accelerate; on --resume
+  restores each one's weights or state (looked up by its keyword name) and the RNG state.
+  The module named by `publish` is the checkpoint's root (what the Hub and the Spaces load);
+  every other module goes to a subfolder named after its keyword. One model: no `publish`.
+- `epochs()`: yields the epoch numbers still to run, after those a resumed run already did.
+- `batches(data, batch_size)`: this process's share of the epoch. Besides batching it counts
+  `run.step` (in the epoch) and `run.global_step` (in the run), checks the logged means for
+  NaN every 50 batches, and on SIGINT/SIGTERM (or `request_stop()`) saves a mid-epoch
+  checkpoint and raises `TrainingStopped`.
+- `log_step(**scalars)`: adds per-batch scalars on the device (no sync).
+- `end_epoch(**metrics)`: averages the logged scalars over processes, stops on a non-finite
+  value, appends a history row, prints it, logs it to a tracker, and writes a checkpoint.
+- `finish(**metrics)`: writes the final checkpoint with the metrics and returns them.
+
+The checkpoint itself is written by `training.checkpoint` from a `Snapshot` the Run hands it.
 """
 
 from __future__ import annotations
@@ -24,6 +39,9 @@ from tqdm.auto import tqdm
 
 from training import checkpoint
 from training.data import TensorData
+
+CHECK_EVERY = 50  # batches between NaN checks of the logged means (each one waits for the device)
+CURVES_EVERY_SECONDS = 30  # drawing curves costs ~0.2 s: not after every one of 100 tiny epochs
 
 
 class TrainingStopped(Exception):
@@ -52,34 +70,29 @@ def make_accelerator(mixed_precision: str | None, tracker: str | None, out_dir: 
 
 class Run:
     def __init__(self, lesson: str, task: dict, config, profile: str, data_dir: Path,
-                 out_dir: Path, accelerator: Accelerator, resume: bool = False):
+                 out_dir: Path, accelerator: Accelerator, saved: checkpoint.Saved | None = None):
+        """`saved`: the checkpoint to continue from (`checkpoint.load`), for --resume."""
         self.lesson, self.task, self.config, self.profile = lesson, task, config, profile
         self.data_dir, self.accelerator = Path(data_dir), accelerator
         self.folder = Path(out_dir) / lesson
         self.seed = getattr(config, "seed", 0)
-        self.history: list[dict] = []
-        self.epoch, self.step = 0, 0  # epochs completed; batches done in the current epoch
-        self.train_seconds, self.samples_seen = 0.0, 0
+        self.progress = saved.progress if saved is not None else checkpoint.Progress()
         self.models, self.optimizers, self.schedulers = {}, {}, {}
+        self.published: str | None = None
         self.pending_files: dict[str, object] = {}
-        self.curves_drawn_at = float("-inf")
+        self._saved = saved
+        self._have_checkpoint = saved is not None
+        self._curves_drawn_at = float("-inf")
         self._sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         self._count = 0
         self._stop_requested = False
-        self._resume_state = checkpoint.load_resume_state(self.folder) if resume else None
-        self._have_checkpoint = self._resume_state is not None
         set_seed(self.seed)
-        if self._resume_state is not None:
-            self.history = self._resume_state["history"]
-            self.epoch, self.step = self._resume_state["epoch"], self._resume_state["step"]
-            self.train_seconds = self._resume_state["train_seconds"]
-            self.samples_seen = self._resume_state["samples_seen"]
         if accelerator.log_with:  # hparams must be scalars for TensorBoard: lists become strings
             hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
                        for k, v in dataclasses.asdict(config).items()}
             accelerator.init_trackers(lesson, config=hparams | {"profile": profile})
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._request_stop)
+            signal.signal(sig, self._on_signal)
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -91,35 +104,59 @@ class Run:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
+    @property
+    def epoch(self) -> int:
+        """Epochs completed."""
+        return self.progress.epoch
+
+    @property
+    def step(self) -> int:
+        """Batches done in the epoch in progress."""
+        return self.progress.step
+
+    @property
+    def global_step(self) -> int:
+        """Batches done since the run started: inside a batch, the 0-based index of that batch."""
+        return self.progress.global_step
+
+    @property
+    def history(self) -> list[dict]:
+        return self.progress.history
+
     def print(self, *args) -> None:
         self.accelerator.print(*args)
 
     def to_device(self, data: TensorData) -> TensorData:
         return data.to(self.device)
 
-    def prepare(self, **objects):
-        """Hand models and optimizers to Accelerate, keep schedulers, and restore them on --resume.
+    def prepare(self, publish: str | None = None, **objects):
+        """Hand models and optimizers to Accelerate, keep schedulers, and restore all three on --resume.
 
-        Order and names matter: the first module prepared is the published weights (the root of
-        the checkpoint folder); later modules go to subfolders named after their keywords.
+        Returns the objects in the order given (None passes through, for optional modules).
+        `publish` names the module the checkpoint's root holds; it may be given in any call.
         """
         prepared = []
         for name, obj in objects.items():
+            if obj is None:
+                prepared.append(None)
+                continue
             if isinstance(obj, torch.nn.Module):
-                if self._resume_state is not None:
-                    checkpoint.load_weights(obj, self.folder, name, first=not self.models)
-                obj = self.accelerator.prepare(obj)
-                self.models[name] = obj
+                if self._saved is not None:
+                    self._saved.load_weights(obj, name)
+                obj = self.models[name] = self.accelerator.prepare(obj)
             elif isinstance(obj, torch.optim.Optimizer):
-                obj = self.accelerator.prepare(obj)
-                self.optimizers[name] = obj
+                obj = self.optimizers[name] = self.accelerator.prepare(obj)
             else:  # LR schedulers step once per batch of this process; Accelerate must not rescale them.
                 self.schedulers[name] = obj
-            if self._resume_state is not None and name in self._resume_state["states"]:
-                obj.load_state_dict(self._resume_state["states"][name])
+            if self._saved is not None and name in self._saved.states:
+                obj.load_state_dict(self._saved.states[name])
             prepared.append(obj)
-        if self._resume_state is not None:
-            checkpoint.restore_rng(self._resume_state["rng"])
+        if publish is not None:
+            if publish not in self.models:
+                raise ValueError(f"publish={publish!r} names no prepared model; models: {', '.join(self.models)}")
+            self.published = publish
+        if self._saved is not None:
+            checkpoint.restore_rng(self._saved.rng)
         return prepared[0] if len(prepared) == 1 else prepared
 
     # ---- the loop ----------------------------------------------------------------------
@@ -130,7 +167,6 @@ class Run:
             self._epoch_start = time.perf_counter()
             self._epoch_train_seconds, self._epoch_samples = 0.0, 0
             yield self.epoch + 1
-            self.step = 0
 
     def steps_per_epoch(self, data: TensorData, batch_size: int, drop_last: bool = True) -> int:
         per_process = len(data) // self.accelerator.num_processes
@@ -141,34 +177,39 @@ class Run:
 
         `data` is a TensorData (indexed in a seeded order that depends only on the seed and
         the epoch, so a resumed run sees the same batches and skips those already trained
-        on) or a DataLoader prepared by Accelerate (iterated as it is).
+        on) or a DataLoader prepared by Accelerate (iterated as it is). See the module
+        docstring for the NaN checks and the checkpoint on a stop request.
         """
-        world = self.accelerator.num_processes
+        world, progress = self.accelerator.num_processes, self.progress
         if isinstance(data, TensorData):
             steps = self.steps_per_epoch(data, batch_size, drop_last)
             source = self._tensor_batches(data, batch_size, shuffle, steps)
-        else:
+        else:  # a DataLoader cannot skip ahead: a resumed epoch restarts from its first batch
             steps, source = len(data), iter(data)
-            self.step = 0  # a DataLoader restarts its epoch on resume
+            progress.global_step -= progress.step
+            progress.step = 0
         epoch = self.epoch + 1
-        bar = tqdm(total=steps, initial=self.step, unit="batch", desc=f"epoch {epoch}/{self.config.epochs}",
+        bar = tqdm(total=steps, initial=progress.step, unit="batch", desc=f"epoch {epoch}/{self.config.epochs}",
                    disable=not (self.is_main and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
         start = time.perf_counter()
         try:
             for inputs, labels in source:
                 yield inputs, labels
-                self.step += 1
+                progress.step += 1
+                progress.global_step += 1
                 self._epoch_samples += len(inputs) * world
                 bar.update()
-                if self._count and self.step % 50 == 0:
+                if self._count and progress.step % CHECK_EVERY == 0:
                     means = self._means()
                     self._check_finite(means)
                     bar.set_postfix(means | {"img/s": round(self._epoch_samples / (time.perf_counter() - start))},
                                     refresh=False)
                 if self._stop_agreed():
                     self._epoch_train_seconds += time.perf_counter() - start
+                    progress.train_seconds += self._epoch_train_seconds
+                    progress.samples_seen += self._epoch_samples
                     self._save(complete=False)
-                    raise TrainingStopped(f"stopped in epoch {epoch} after {self.step} batches")
+                    raise TrainingStopped(f"stopped in epoch {epoch} after {progress.step} batches")
         finally:
             bar.close()
         self._epoch_train_seconds += time.perf_counter() - start
@@ -195,13 +236,16 @@ class Run:
         """Close an epoch: average the logged scalars over processes, print, log and checkpoint."""
         means = self._means()
         self._check_finite(means | metrics)
-        self.train_seconds += self._epoch_train_seconds
-        self.samples_seen += self._epoch_samples
-        self.epoch += 1
+        progress = self.progress
+        progress.train_seconds += self._epoch_train_seconds
+        progress.samples_seen += self._epoch_samples
+        # The checkpoint holds the state the next epoch starts from: epoch done, no batch of the next.
+        progress.epoch += 1
+        progress.step = 0
         row = {"epoch": self.epoch, **{f"train_{k}": v for k, v in means.items()}, **metrics,
                "epoch_seconds": round(time.perf_counter() - self._epoch_start, 3),
                "samples_per_second": round(self._epoch_samples / max(self._epoch_train_seconds, 1e-9), 1)}
-        self.history.append(row)
+        progress.history.append(row)
         self._sums.clear()
         self._count = 0
         shown = "  ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k != "epoch")
@@ -213,11 +257,12 @@ class Run:
     def finish(self, **final_metrics) -> dict:
         """Write the final checkpoint (weights, card, metrics, curves) and return the metrics."""
         self._check_finite(final_metrics)
+        progress = self.progress
         metrics = {
             **final_metrics,
             "epochs": self.epoch,
-            "train_seconds": round(self.train_seconds, 2),
-            "samples_per_second": round(self.samples_seen / max(self.train_seconds, 1e-9), 1),
+            "train_seconds": round(progress.train_seconds, 2),
+            "samples_per_second": round(progress.samples_seen / max(progress.train_seconds, 1e-9), 1),
             **checkpoint.environment(self.accelerator),
             "profile": self.profile,
             "seed": self.seed,
@@ -230,6 +275,10 @@ class Run:
     def add_file(self, name: str, content) -> None:
         """Write a PIL image, a matplotlib figure, bytes or text into the next checkpoint."""
         self.pending_files[name] = content
+
+    def request_stop(self) -> None:
+        """Ask the run to save a checkpoint and stop after the current batch (as SIGTERM does)."""
+        self._stop_requested = True
 
     # ---- internals ---------------------------------------------------------------------
 
@@ -248,10 +297,10 @@ class Run:
                 f"{self.lesson}: non-finite values {bad} in epoch {self.epoch + 1}; training stopped "
                 "and nothing was saved or published. Lower the learning rate (--lr=...) or check the data.")
 
-    def _request_stop(self, signum, frame) -> None:
+    def _on_signal(self, signum, frame) -> None:
         if self._stop_requested:  # a second Ctrl-C means: stop now, without a checkpoint
             raise KeyboardInterrupt
-        self._stop_requested = True
+        self.request_stop()
         self.print(f"\n[{self.lesson}] {signal.Signals(signum).name}: saving a checkpoint after this batch")
 
     def _stop_agreed(self) -> bool:
@@ -261,11 +310,31 @@ class Run:
         flag = torch.tensor(float(self._stop_requested), device=self.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
+    def snapshot(self, complete: bool, metrics: dict | None = None) -> checkpoint.Snapshot:
+        """This run's state as plain values, for `checkpoint.save`."""
+        if self.published is None and len(self.models) > 1:
+            raise ValueError(f"{self.lesson}: several models prepared ({', '.join(self.models)}); "
+                             "name the published one with run.prepare(..., publish=NAME)")
+        unwrap = self.accelerator.unwrap_model
+        states = {name: obj.state_dict() for name, obj in {**self.optimizers, **self.schedulers}.items()}
+        return checkpoint.Snapshot(
+            lesson=self.lesson, profile=self.profile, task=self.task, config=dataclasses.asdict(self.config),
+            progress=dataclasses.replace(self.progress, history=list(self.history)),
+            published=self.published or next(iter(self.models)),
+            modules={name: unwrap(module) for name, module in self.models.items()},
+            states=states, rng=checkpoint.rng_state(), files=dict(self.pending_files),
+            complete=complete, metrics=metrics)
+
     def _save(self, complete: bool, metrics: dict | None = None) -> None:
         self._check_finite(self._means())
         self.accelerator.wait_for_everyone()
         if self.is_main:
-            checkpoint.save(self, complete=complete, metrics=metrics, start_from_existing=self._have_checkpoint)
+            if self.history and (complete or time.monotonic() - self._curves_drawn_at > CURVES_EVERY_SECONDS):
+                from training.plots import plot_curves
+
+                self.pending_files.setdefault("curves.png", plot_curves(self.history, self.lesson))
+                self._curves_drawn_at = time.monotonic()
+            checkpoint.save(self.folder, self.snapshot(complete, metrics), carry_over=self._have_checkpoint)
         self._have_checkpoint = True
         self.pending_files = {}
         self.accelerator.wait_for_everyone()

@@ -61,7 +61,6 @@ def register_model(name: str):
         if not issubclass(cls, HubModel):
             raise TypeError(f"{cls.__name__} must derive from HubModel")
         MODELS[name] = cls
-        cls.registry_name = name
         return cls
 
     return add

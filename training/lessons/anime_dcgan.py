@@ -46,17 +46,11 @@ import torch.nn.functional as F
 
 from shared.models import build_model
 from shared.models.gan import from_pixels
+from training.anime_faces import anime_faces
 from training.averaging import decay_at, update_average
-from training.gan import (
-    SlicedWasserstein,
-    anime_faces,
-    fid,
-    fixed_latents,
-    generate,
-    step_latents,
-    timelapse,
-)
-from training.plots import image_grid
+from training.gan import fixed_latents, generate, step_latents
+from training.gan_metrics import SlicedWasserstein, fid
+from training.plots import image_grid, timelapse
 
 
 @dataclass
@@ -71,11 +65,13 @@ class Config:
     channels_last: bool = False  # memory layout for the convolutions: no gain measured on the 2-core CPU
     swd_images: int = 2048  # generated vs real faces for the per-epoch SWD
     fid_images: int = 2048
+    synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
     seed: int = 0
 
 
 PROFILES = {
-    "smoke": dict(width=8, epochs=2, batch_size=32, swd_images=64, fid_images=64, average_decay=0.99),
+    "smoke": dict(width=8, epochs=2, batch_size=32, swd_images=64, fid_images=64, average_decay=0.99,
+                  synthetic_data=True),
     "cpu": dict(width=32, epochs=5, batch_size=64, average_decay=0.995),
     "course": dict(swd_images=4096, fid_images=10_000),
 }
@@ -101,12 +97,12 @@ def train(run):
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     average = copy.deepcopy(generator) if cfg.average_decay else None
-    if average is not None:  # prepared first, so the average is the published generator (the checkpoint's
-        average = run.prepare(generator_average=average)  # root); the raw one goes to generator/ for --resume
-    generator, discriminator, optimizer_g, optimizer_d = run.prepare(
-        generator=generator, discriminator=discriminator, optimizer_g=optimizer_g, optimizer_d=optimizer_d)
+    # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
+    generator, average, discriminator, optimizer_g, optimizer_d = run.prepare(
+        generator=generator, generator_average=average, discriminator=discriminator,
+        optimizer_g=optimizer_g, optimizer_d=optimizer_d,
+        publish="generator" if average is None else "generator_average")
     published = average if average is not None else generator  # what the grids, SWD and the Space see
-    steps_per_epoch = run.steps_per_epoch(faces, cfg.batch_size)
 
     grid_latents = fixed_latents(64, cfg.latent_dim, cfg.seed, run.device)
     swd_latents = fixed_latents(len(reference), cfg.latent_dim, cfg.seed + 1, run.device)
@@ -119,10 +115,11 @@ def train(run):
     for epoch in run.epochs():
         for images, _ in run.batches(faces, cfg.batch_size):
             real = from_pixels(images).contiguous(memory_format=memory_format)  # (B, 3, 64, 64) in [-1, 1]
+            # ---- the GAN step: the same lines in mnist_gan.py and anime_dcgan.py (tests/test_gan.py checks)
             latent_d, latent_g = step_latents(run, 2, len(real), cfg.latent_dim)
 
-            # (1) Update the discriminator: real faces -> 1, generated faces -> 0,
-            #     one backward per forward (the docstring says why: BatchNorm under DDP).
+            # (1) Update the discriminator: real images -> 1, generated images -> 0, one backward
+            #     per forward (the gradients add up; anime_dcgan.py's docstring says why: BatchNorm under DDP).
             optimizer_d.zero_grad()
             real_logits = discriminator(real)
             loss_real = F.binary_cross_entropy_with_logits(real_logits, ones)
@@ -140,11 +137,11 @@ def train(run):
             run.accelerator.backward(loss_g)
             optimizer_g.step()
             if average is not None:
-                step = (epoch - 1) * steps_per_epoch + run.step
-                update_average(unwrap(average), unwrap(generator), decay_at(step, cfg.average_decay))
+                update_average(unwrap(average), unwrap(generator), decay_at(run.global_step, cfg.average_decay))
 
             run.log_step(loss_d=loss_real + loss_fake, loss_g=loss_g,
                          real_score=torch.sigmoid(real_logits).mean(), fake_score=torch.sigmoid(fake_logits).mean())
+            # ---- end of the GAN step
 
         run.add_file(f"samples/epoch_{epoch:03d}.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         live = {"swd_live": swd(generate(run, generator, swd_latents))["swd"]} if average is not None else {}

@@ -27,8 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from training.cifar import cifar_splits, conv_input, report_test_set
-from training.evaluate import evaluate_classifier
+from shared.models.cifar import CLASSES
+from training.cifar10 import cifar_splits, conv_input
+from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 
 
 @dataclass
@@ -39,17 +40,18 @@ class Config:
     batch_size: int = 128
     lr: float = 1e-3
     val_size: int = 5_000
+    synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
     seed: int = 0
 
 
 PROFILES = {
-    "smoke": dict(width=4, hidden_sizes=[32], epochs=2, batch_size=64, val_size=128),
+    "smoke": dict(width=4, hidden_sizes=[32], epochs=2, batch_size=64, val_size=128, synthetic_data=True),
     "cpu": dict(width=8),  # a quarter of the channels; the course's 10 epochs
     "course": dict(),
 }
 
 TASK = dict(type="image-classification", dataset="cifar10", dataset_name="CIFAR-10",
-            metrics={"test_accuracy": "Test accuracy"}, model="cifar10-cnn",
+            metrics={"test_accuracy": "Test accuracy"},
             summary="The course's convolutional network on CIFAR-10 (no augmentation, so it "
                     "overfits): lesson 4 of Zero to GANs.")
 
@@ -76,10 +78,8 @@ def train(run):
         val = evaluate_classifier(run, model, val_set, conv_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
 
-    test = report_test_set(run, model, test_set, conv_input)
+    test = report_test_set(run, model, test_set, conv_input, CLASSES)
     best = min(run.history, key=lambda row: row["val_loss"])
     run.print(f"[cifar10-cnn] lowest validation loss after epoch {best['epoch']} of {cfg.epochs}; "
               "after that the network overfits (see curves.png)")
-    return run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
-                      test_samples=test["samples"], best_val_loss_epoch=best["epoch"],
-                      parameters=sum(p.numel() for p in model.parameters()))
+    return run.finish(**test_metrics(test, model), best_val_loss_epoch=best["epoch"])

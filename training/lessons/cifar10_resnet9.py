@@ -31,9 +31,11 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
+from shared.models.cifar import CLASSES
+from training.augment import random_crop_flip
 from training.averaging import decay_at, update_average
-from training.cifar import cifar_splits, conv_input, random_crop_flip, report_test_set
-from training.evaluate import evaluate_classifier
+from training.cifar10 import cifar_splits, conv_input
+from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 
 
 @dataclass
@@ -50,17 +52,18 @@ class Config:
     label_smoothing: float = 0.2  # with --fast
     ema_decay: float = 0.99  # with --fast: weight of the running average at every step
     val_size: int = 5_000
+    synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
     seed: int = 0
 
 
 PROFILES = {
-    "smoke": dict(width=8, epochs=2, batch_size=64, val_size=128),
+    "smoke": dict(width=8, epochs=2, batch_size=64, val_size=128, synthetic_data=True),
     "cpu": dict(width=16, epochs=6, batch_size=256, fast=True),  # a quarter of the channels
     "course": dict(),
 }
 
 TASK = dict(type="image-classification", dataset="cifar10", dataset_name="CIFAR-10",
-            metrics={"test_accuracy": "Test accuracy"}, model="cifar10-resnet9",
+            metrics={"test_accuracy": "Test accuracy"},
             summary="ResNet9 with batchnorm, data augmentation and a one-cycle learning rate on "
                     "CIFAR-10: lesson 5 of Zero to GANs.")
 
@@ -87,9 +90,10 @@ def train(run):
     steps = cfg.epochs * run.steps_per_epoch(train_set, cfg.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.max_lr, total_steps=steps)
     average = copy.deepcopy(model) if cfg.fast else None
-    if average is not None:  # prepared first, so the average is what gets published (the checkpoint's
-        average = run.prepare(average=average)  # root); the raw weights go to model/ for --resume
-    model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
+    # With --fast the average is what gets published; the raw weights go to model/ for --resume.
+    model, average, optimizer, scheduler = run.prepare(
+        model=model, average=average, optimizer=optimizer, scheduler=scheduler,
+        publish="average" if cfg.fast else "model")
     smoothing = cfg.label_smoothing if cfg.fast else 0.0
     unwrap = run.accelerator.unwrap_model
 
@@ -108,10 +112,9 @@ def train(run):
             optimizer.zero_grad(set_to_none=True)
             scheduler.step()
             if average is not None:  # a shorter memory in the first steps, so early weights fade fast
-                update_average(unwrap(average), unwrap(model), decay_at(scheduler.last_epoch, cfg.ema_decay))
+                update_average(unwrap(average), unwrap(model), decay_at(run.global_step, cfg.ema_decay))
             run.log_step(loss=loss)
         val = evaluate_classifier(run, predictor(), val_set, conv_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"], lr=scheduler.get_last_lr()[0])
-    test = report_test_set(run, predictor(), test_set, conv_input)
-    return run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
-                      test_samples=test["samples"], parameters=sum(p.numel() for p in model.parameters()))
+    test = report_test_set(run, predictor(), test_set, conv_input, CLASSES)
+    return run.finish(**test_metrics(test, model))

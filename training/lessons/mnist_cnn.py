@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from shared.models import build_model
 from shared.preprocessing import normalize_mnist
-from training.data import mnist_splits, random_affine
-from training.evaluate import evaluate_classifier
+from training.augment import random_affine
+from training.evaluate import evaluate_classifier, test_metrics
+from training.mnist import mnist_splits
 
 
 @dataclass
@@ -35,11 +36,12 @@ class Config:
     max_degrees: float = 12.0
     max_scale: float = 0.15  # +-15% size
     val_size: int = 5_000
+    synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
     seed: int = 0
 
 
 PROFILES = {
-    "smoke": dict(epochs=2, width=8, batch_size=64, val_size=128),
+    "smoke": dict(epochs=2, width=8, batch_size=64, val_size=128, synthetic_data=True),
     "cpu": dict(),
     "course": dict(width=32, epochs=15),  # a GPU trains the wider model in about the same time
 }
@@ -79,5 +81,4 @@ def train(run):
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
 
     test = evaluate_classifier(run, model, test_set, normalize_mnist)
-    return run.finish(test_accuracy=round(test["accuracy"], 2), test_loss=test["loss"],
-                      test_samples=test["samples"], parameters=sum(p.numel() for p in model.parameters()))
+    return run.finish(**test_metrics(test, model))

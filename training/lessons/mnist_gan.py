@@ -34,9 +34,10 @@ import torch.nn.functional as F
 from shared.models import build_model
 from shared.models.gan import from_pixels
 from training.averaging import decay_at, update_average
-from training.data import load_mnist, synthetic_digits
-from training.gan import SlicedWasserstein, fid, fixed_latents, generate, step_latents, timelapse
-from training.plots import image_grid
+from training.gan import fixed_latents, generate, step_latents
+from training.gan_metrics import SlicedWasserstein, fid
+from training.mnist import load_mnist, synthetic_digits
+from training.plots import image_grid, timelapse
 
 
 @dataclass
@@ -50,11 +51,13 @@ class Config:
     average_decay: float = 0.0  # > 0: publish and measure a moving average of the generator's weights
     swd_images: int = 2048  # generated vs MNIST test digits for the per-epoch SWD
     fid_images: int = 2048
+    synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
     seed: int = 0
 
 
 PROFILES = {
-    "smoke": dict(epochs=2, batch_size=64, swd_images=128, fid_images=64, average_decay=0.99),
+    "smoke": dict(epochs=2, batch_size=64, swd_images=128, fid_images=64, average_decay=0.99,
+                  synthetic_data=True),
     "cpu": dict(average_decay=0.995),
     # The course: Adam(2e-4) with PyTorch's default betas, 300 epochs. On a CPU budget a higher
     # rate and beta1 = 0.5 (the DCGAN paper's) reach recognisable digits in a few epochs.
@@ -70,7 +73,7 @@ TASK = dict(type="unconditional-image-generation", dataset="mnist", dataset_name
 
 def train(run):
     cfg = run.config
-    if run.profile == "smoke":
+    if cfg.synthetic_data:
         digits, test_digits = synthetic_digits(768, seed=1), synthetic_digits(max(cfg.swd_images, cfg.fid_images), seed=2)
     else:
         digits, test_digits = load_mnist(run.data_dir)
@@ -83,12 +86,13 @@ def train(run):
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     average = copy.deepcopy(generator) if cfg.average_decay else None
-    if average is not None:  # prepared first, so the average is the published generator (the checkpoint's
-        average = run.prepare(generator_average=average)  # root); the raw one goes to generator/ for --resume
-    generator, discriminator, optimizer_g, optimizer_d = run.prepare(
-        generator=generator, discriminator=discriminator, optimizer_g=optimizer_g, optimizer_d=optimizer_d)
+    # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
+    generator, average, discriminator, optimizer_g, optimizer_d = run.prepare(
+        generator=generator, generator_average=average, discriminator=discriminator,
+        optimizer_g=optimizer_g, optimizer_d=optimizer_d,
+        publish="generator" if average is None else "generator_average")
     published = average if average is not None else generator  # what the grids, SWD and the Space see
-    steps_per_epoch, unwrap = run.steps_per_epoch(digits, cfg.batch_size), run.accelerator.unwrap_model
+    unwrap = run.accelerator.unwrap_model
 
     # Fixed noise, drawn on the CPU from the seed: every epoch's grid shows the same 64 "people".
     grid_latents = fixed_latents(64, cfg.latent_dim, cfg.seed, run.device)
@@ -100,10 +104,11 @@ def train(run):
     for epoch in run.epochs():
         for images, _ in run.batches(digits, cfg.batch_size):  # the digit labels are not used
             real = from_pixels(images)  # (B, 1, 28, 28) in [-1, 1]
+            # ---- the GAN step: the same lines in mnist_gan.py and anime_dcgan.py (tests/test_gan.py checks)
             latent_d, latent_g = step_latents(run, 2, len(real), cfg.latent_dim)
 
-            # (1) Update the discriminator: real digits -> 1, generated digits -> 0,
-            #     one backward per forward as in the DCGAN lesson (the gradients add up).
+            # (1) Update the discriminator: real images -> 1, generated images -> 0, one backward
+            #     per forward (the gradients add up; anime_dcgan.py's docstring says why: BatchNorm under DDP).
             optimizer_d.zero_grad()
             real_logits = discriminator(real)
             loss_real = F.binary_cross_entropy_with_logits(real_logits, ones)
@@ -121,11 +126,11 @@ def train(run):
             run.accelerator.backward(loss_g)
             optimizer_g.step()
             if average is not None:
-                step = (epoch - 1) * steps_per_epoch + run.step
-                update_average(unwrap(average), unwrap(generator), decay_at(step, cfg.average_decay))
+                update_average(unwrap(average), unwrap(generator), decay_at(run.global_step, cfg.average_decay))
 
             run.log_step(loss_d=loss_real + loss_fake, loss_g=loss_g,
                          real_score=torch.sigmoid(real_logits).mean(), fake_score=torch.sigmoid(fake_logits).mean())
+            # ---- end of the GAN step
 
         run.add_file(f"samples/epoch_{epoch:03d}.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         live = {"swd_live": swd(generate(run, generator, swd_latents))["swd"]} if average is not None else {}

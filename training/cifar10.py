@@ -1,4 +1,4 @@
-"""CIFAR-10 as tensors: decoded once, cached, augmented in whole batches on the device.
+"""CIFAR-10 as tensors: decoded once and cached (augmentation: `training.augment`).
 
 Two layouts are found under `--data-dir`:
 
@@ -125,8 +125,8 @@ def _load_torchvision(root: Path, train: bool) -> TensorData:
 
 
 def cifar_splits(run) -> tuple[TensorData, TensorData, TensorData]:
-    """(train, validation, test) on the device; tiny synthetic pictures for the smoke profile."""
-    if run.profile == "smoke":
+    """(train, validation, test) on the device; tiny synthetic pictures with --synthetic_data."""
+    if run.config.synthetic_data:
         train, test = synthetic_cifar(640, seed=1), synthetic_cifar(256, seed=2)
     else:
         train, test = load_cifar10(run.data_dir)
@@ -150,82 +150,3 @@ def synthetic_cifar(n: int, seed: int, num_classes: int = 10) -> TensorData:
 def conv_input(images: torch.Tensor) -> torch.Tensor:
     """uint8 (B, 3, 32, 32) -> normalised float, stored channels_last (NHWC) for fast convolutions."""
     return normalize_cifar(images).contiguous(memory_format=torch.channels_last)
-
-
-# ---- augmentation, a whole batch at a time ------------------------------------------------
-
-
-def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
-    """Map positions in [-size+1, 2*size-2] into [0, size) the way reflect padding does (no edge repeat)."""
-    index = index.abs()
-    return torch.where(index > size - 1, 2 * (size - 1) - index, index)
-
-
-def crop_flip(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
-    """Shifted, reflect-padded and optionally mirrored copies of a batch (B, C, H, W), any dtype.
-
-    shifts (B, 2) holds each image's (dy, dx); the result equals reflect-padding by
-    max|shift|, cropping H x W at offset padding + shift, then flipping where flips (B,) is
-    True. One gather, with no padded copy of the batch.
-    """
-    b, c, h, w = images.shape
-    device = images.device
-    rows = _reflect(torch.arange(h, device=device) + shifts[:, :1], h)    # (B, H)
-    cols = torch.arange(w, device=device).expand(b, w)
-    cols = torch.where(flips[:, None], w - 1 - cols, cols)
-    cols = _reflect(cols + shifts[:, 1:], w)                               # (B, W)
-    return images[torch.arange(b, device=device)[:, None, None, None],
-                  torch.arange(c, device=device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]         # (B, C, H, W)
-
-
-def random_crop_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
-    """The course's RandomCrop(32, padding=4, padding_mode='reflect') + RandomHorizontalFlip, batched."""
-    b = len(images)
-    shifts = torch.randint(-padding, padding + 1, (b, 2), device=images.device)
-    flips = torch.rand(b, device=images.device) < 0.5
-    return crop_flip(images, shifts, flips)
-
-
-# ---- what every CIFAR lesson writes next to its weights --------------------------------
-
-
-def report_test_set(run, model, test_set: TensorData, preprocess) -> dict:
-    """Test loss/accuracy, plus confusion_matrix.png and misclassified.png in the checkpoint."""
-    from training.evaluate import evaluate_classifier
-    from training.plots import predictions_figure
-
-    test = evaluate_classifier(run, model, test_set, preprocess, return_predictions=True)
-    predicted, labels = test.pop("predictions").cpu(), test_set.labels.cpu()
-    run.add_file("confusion_matrix.png", confusion_figure(labels, predicted, f"{run.lesson}: test set"))
-    wrong = (predicted != labels).nonzero().flatten()
-    # A seeded sample, in test-set order: the first 32 would all be airplanes (the folder order).
-    shown = wrong[torch.randperm(len(wrong), generator=torch.Generator().manual_seed(0))[:32]].sort().values
-    title = f"{run.lesson}: misclassified test images"
-    if not len(shown):  # a perfect score still gets its picture
-        shown, title = torch.arange(min(32, len(labels))), f"{run.lesson}: no test image misclassified"
-    run.add_file("misclassified.png", predictions_figure(
-        test_set.inputs[shown.to(test_set.inputs.device)].float() / 255, labels[shown].tolist(),
-        predicted[shown].tolist(), CLASSES, title))
-    return test
-
-
-def confusion_figure(labels: torch.Tensor, predicted: torch.Tensor, title: str):
-    """10x10 counts, rows the true class and columns the predicted one, as a matplotlib figure."""
-    import matplotlib.pyplot as plt
-
-    counts = torch.bincount(labels * len(CLASSES) + predicted, minlength=len(CLASSES) ** 2)
-    counts = counts.view(len(CLASSES), len(CLASSES))
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ax.imshow(counts.numpy(), cmap="Blues")
-    for (i, j), count in zip(torch.cartesian_prod(torch.arange(10), torch.arange(10)).tolist(),
-                             counts.flatten().tolist(), strict=True):
-        ax.text(j, i, count, ha="center", va="center", fontsize=7,
-                color="white" if count > counts.max() / 2 else "black")
-    ax.set_xticks(range(len(CLASSES)), CLASSES, rotation=45, ha="right")
-    ax.set_yticks(range(len(CLASSES)), CLASSES)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title} ({100 * counts.diag().sum() / counts.sum():.1f}% correct)")
-    fig.tight_layout()
-    return fig
