@@ -63,7 +63,8 @@ def our_batches(data_dir: Path):
         for _ in run.epochs():
             for images, labels in run.batches(train, BATCH):
                 yield normalize_mnist(images), labels
-            run.epoch += 1  # what end_epoch does, without its evaluation and checkpoint
+            run.progress.epoch += 1  # what end_epoch does, without its evaluation and checkpoint
+            run.progress.step = 0
 
 
 def main() -> None:
