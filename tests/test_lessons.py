@@ -6,13 +6,14 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
 from conftest import ROOT, train
 
 from training import LESSONS
-from training.lessons.linear_regression import INPUTS, TARGETS, mse, mse_gradients
+from training.lessons.linear_regression import INPUTS, TARGETS, basics, mse, mse_gradients
 
 
 @pytest.mark.parametrize("lesson", list(LESSONS))
@@ -42,6 +43,24 @@ def test_lesson1_gradients_match_autograd():
     # and it is the same loss that torch.nn.functional computes
     torch.testing.assert_close(mse(inputs @ w.t() + b, targets),
                                torch.nn.functional.mse_loss(inputs @ w.t() + b, targets))
+
+
+def test_lesson1_basics_prints_numbered_sections_and_checks_the_facts():
+    printed = []
+    run = SimpleNamespace(print=lambda *args: printed.append(" ".join(map(str, args))),
+                          accelerator=SimpleNamespace(backward=lambda loss: loss.backward()))
+    facts = basics(run)
+    assert [line.split(".")[0] for line in printed if not line.startswith(" ")] == ["1", "2", "3", "4"]
+    assert facts["4."] == (torch.float32, ())
+    assert facts["[[5., 6], [7, 8], [9, 10]]"] == (torch.float32, (3, 2))
+    assert facts["[[[11, 12, 13], [13, 14, 15]], [[15, 16, 17], [17, 18, 19.]]]"] == (torch.float32, (2, 2, 3))
+    assert facts["[1, 2, 3]"] == (torch.int64, (3,))
+    # The course's ragged list, and the message PyTorch gives for it.
+    assert facts["ragged_error"] == "expected sequence of length 3 at dim 1 (got 2)"
+    assert "ValueError: expected sequence of length 3 at dim 1 (got 2)" in "\n".join(printed)
+    assert facts["from_numpy_dtype"] == torch.float64
+    assert facts["from_numpy_shares_memory"] and facts["numpy_shares_memory"] and facts["tensor_copies"]
+    assert (facts["y"], facts["dy_dw"], facts["dy_db"], facts["dy_dx"]) == (17.0, 3.0, 1.0, None)
 
 
 def test_checkpoint_folder_is_a_hub_model_repo(tmp_path):

@@ -45,6 +45,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 LESSONS: dict[str, str] = {
     "linear-regression": "linear_regression",
     "mnist-logistic": "mnist_logistic",
+    "insurance-regression": "insurance_regression",
     "mnist-mlp": "mnist_mlp",
     "mnist-cnn": "mnist_cnn",
     "cifar10-mlp": "cifar10_mlp",

@@ -2,8 +2,13 @@
 
     python -m training linear-regression
 
-Predict crop yields (apples, oranges) from temperature, rainfall and humidity in 15
-regions. First by hand: a weight matrix and a bias, the mean squared error, gradients
+First the basics of the course's first notebook, printed as numbered sections and checked
+as they run: creating tensors, their dtype and shape, the ValueError a ragged nested list
+gives, NumPy both ways (`from_numpy` and `.numpy()` share memory, `torch.tensor` copies),
+and autograd on y = w*x + b.
+
+Then predict crop yields (apples, oranges) from temperature, rainfall and humidity in 15
+regions. By hand first: a weight matrix and a bias, the mean squared error, gradients
 from autograd (checked against the formula derived on paper), and updates under
 `torch.no_grad()`. Then with `nn.Linear`, `TensorDataset`, `DataLoader`, `F.mse_loss` and
 `torch.optim.SGD`. The data is small enough to live in this file, so no --data-dir.
@@ -14,8 +19,10 @@ region [75, 63, 44] is predicted around [53, 67].
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
@@ -59,14 +66,48 @@ def mse_gradients(inputs, targets, w, b):
     return 2 / error.numel() * error.t() @ inputs, 2 / error.numel() * error.sum(dim=0)
 
 
-def autograd_warmup(run) -> None:
-    """Part 0: autograd on y = w * x + b gives dy/dw = x and dy/db = 1."""
+def basics(run) -> dict:
+    """Part 0, the first notebook: tensors, dtype and shape, NumPy both ways, autograd.
+
+    Printed as numbered sections and checked as it goes; returns what it found for the tests.
+    """
+    facts = {}
+    run.print("1. Tensors: a number, a vector, a matrix, a 3-d array; integers stay integers")
+    for text in ("4.", "[1., 2, 3, 4]", "[[5., 6], [7, 8], [9, 10]]",
+                 "[[[11, 12, 13], [13, 14, 15]], [[15, 16, 17], [17, 18, 19.]]]", "[1, 2, 3]"):
+        t = torch.tensor(ast.literal_eval(text))
+        facts[text] = (t.dtype, tuple(t.shape))
+        run.print(f"   torch.tensor({text}): dtype {t.dtype}, shape {tuple(t.shape)}")
+
+    run.print("2. A tensor is rectangular: a ragged nested list is refused")
+    try:
+        torch.tensor([[5.0, 6, 11], [7, 8]])
+    except ValueError as error:
+        facts["ragged_error"] = str(error)
+    run.print(f"   torch.tensor([[5., 6, 11], [7, 8]]) -> ValueError: {facts['ragged_error']}")
+
+    run.print("3. NumPy both ways: from_numpy and .numpy() share memory, torch.tensor copies")
+    array = np.array([[1, 2], [3, 4.0]])
+    shared, copied = torch.from_numpy(array), torch.tensor(array)
+    array[0, 0] = 100  # seen through the tensor that shares the buffer, not through the copy
+    facts |= {"from_numpy_dtype": shared.dtype, "from_numpy_shares_memory": shared[0, 0].item() == 100,
+              "tensor_copies": copied[0, 0].item() == 1, "numpy_shares_memory": np.shares_memory(shared.numpy(), array)}
+    assert facts["from_numpy_shares_memory"] and facts["tensor_copies"] and facts["numpy_shares_memory"]
+    run.print(f"   np.array float64 -> torch.from_numpy: {shared.dtype}; after array[0, 0] = 100 it reads "
+              f"{shared[0, 0].item():g}, the torch.tensor copy still {copied[0, 0].item():g}; "
+              f".numpy() shares memory: {facts['numpy_shares_memory']}")
+
+    run.print("4. Autograd on y = w*x + b, with x = 3, w = 4, b = 5")
     x = torch.tensor(3.0)
     w = torch.tensor(4.0, requires_grad=True)
     b = torch.tensor(5.0, requires_grad=True)
     y = w * x + b
     run.accelerator.backward(y)
-    run.print(f"y = w*x + b = {y.item()}; dy/dw = {w.grad.item()} (= x), dy/db = {b.grad.item()}")
+    facts |= {"y": y.item(), "dy_dw": w.grad.item(), "dy_db": b.grad.item(), "dy_dx": x.grad}
+    assert (facts["dy_dw"], facts["dy_db"], facts["dy_dx"]) == (3.0, 1.0, None)
+    run.print(f"   y = {y.item():g}; dy/dw = {w.grad.item():g} (= x), dy/db = {b.grad.item():g}, "
+              "dy/dx = None (x does not require grad)")
+    return facts
 
 
 def from_scratch(run, inputs, targets) -> None:
@@ -94,7 +135,7 @@ def train(run):
     inputs = torch.tensor(INPUTS, dtype=torch.float32, device=run.device)
     targets = torch.tensor(TARGETS, dtype=torch.float32, device=run.device)
     if run.epoch == 0 and run.step == 0:  # parts 0 and 1 are not checkpointed; skip them on --resume
-        autograd_warmup(run)
+        basics(run)
         from_scratch(run, inputs, targets)
 
     # Part 2: the same model with the building blocks of torch.nn.
