@@ -27,10 +27,10 @@ RECORD_SAVES = """
 import os, sys
 import training.checkpoint as checkpoint
 original = checkpoint.save
-def recorded_save(run, *args, **kwargs):
+def recorded_save(*args, **kwargs):
     with open(os.environ["SAVE_LOG"], "a") as log:
-        log.write(f"{run.accelerator.process_index} {os.getpid()}\\n")
-    return original(run, *args, **kwargs)
+        log.write(f"{os.environ['RANK']} {os.getpid()}\\n")
+    return original(*args, **kwargs)
 checkpoint.save = recorded_save
 from training.cli import main
 main(sys.argv[1:])
