@@ -1,20 +1,24 @@
 """Two real training processes on the CPU (gloo), as `accelerate launch` runs them on two GPUs.
 
 `accelerate launch --cpu --num_processes 2` starts a single process on this machine, so the
-processes are started with torchrun and ACCELERATE_USE_CPU=1, which Accelerate reads.
+processes are started with torchrun and ACCELERATE_USE_CPU=1, which Accelerate reads, or
+with `accelerate launch` and the repository's config files (configs/accelerate/).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+import torch
+from conftest import ROOT, train
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.multiprocess
 
@@ -39,21 +43,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def launch_two(tmp_path: Path, *args: str) -> tuple[dict, list[str], str]:
+def torchrun_two(tmp_path: Path, *args: str, out: str = "out") -> list[str]:
+    """The command that runs `python -m training ARGS` as two processes, recording checkpoint writers."""
     script = tmp_path / "record_saves.py"
     script.write_text(RECORD_SAVES)
-    log = tmp_path / "saves.log"
     torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run(
-        [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-         str(script), *args, "--out-dir", str(tmp_path / "out")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
-        env={**os.environ, "ACCELERATE_USE_CPU": "1", "SAVE_LOG": str(log), "OMP_NUM_THREADS": "1"},
-    )
+    return [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+            str(script), *args, "--out-dir", str(tmp_path / out)]
+
+
+def environment(tmp_path: Path, **extra: str) -> dict:
+    return {**os.environ, "ACCELERATE_USE_CPU": "1", "SAVE_LOG": str(tmp_path / "saves.log"), "OMP_NUM_THREADS": "1",
+            **extra}
+
+
+def launch_two(tmp_path: Path, *args: str, out: str = "out", **env: str) -> tuple[dict, list[str], str]:
+    result = subprocess.run(torchrun_two(tmp_path, *args, out=out), cwd=ROOT, capture_output=True, text=True,
+                            timeout=600, env=environment(tmp_path, **env))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     lesson = args[0]
-    metrics = json.loads((tmp_path / "out" / lesson / "metrics.json").read_text())
-    return metrics, log.read_text().split("\n")[:-1], result.stdout
+    metrics = json.loads((tmp_path / out / lesson / "metrics.json").read_text())
+    log = tmp_path / "saves.log"
+    saves = log.read_text().split("\n")[:-1]
+    log.unlink()
+    return metrics, saves, result.stdout
 
 
 def check_one_writer(metrics, saves, stdout):
@@ -76,3 +89,115 @@ def test_two_processes_on_real_mnist(tmp_path, datasets):
     assert metrics["test_samples"] == 10_000
     assert metrics["test_accuracy"] > 90
     check_one_writer(metrics, saves, stdout)
+
+
+def same_weights(a: Path, b: Path) -> bool:
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_one_and_two_processes_train_the_same_recipe(tmp_path):
+    # No dropout, no batchnorm: DDP's mean of two half-batch gradients is the full-batch gradient.
+    args = ["--epochs=3", "--batch_size=64"]
+    one = train("mnist-logistic", tmp_path / "one", *args)
+    two, _, stdout = launch_two(tmp_path, "mnist-logistic", "--profile", "smoke", *args, out="two")
+    assert "global batch 64 (32 per process)" in stdout
+    assert (one["batch_size"], one["batch_size_per_process"]) == (64, 64)
+    assert (two["batch_size"], two["batch_size_per_process"], two["num_processes"]) == (64, 32, 2)
+    steps = [torch.load(tmp_path / run / "mnist-logistic" / "resume" / "state.pt", weights_only=True)
+             ["progress"]["global_step"] for run in ("one", "two")]
+    assert steps[0] == steps[1] == 3 * (640 // 64)
+    a = load_file(tmp_path / "one" / "mnist-logistic" / "model.safetensors")
+    b = load_file(tmp_path / "two" / "mnist-logistic" / "model.safetensors")
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=1e-4, atol=1e-5)
+
+
+def test_a_global_batch_that_does_not_divide_is_refused(tmp_path):
+    result = subprocess.run(torchrun_two(tmp_path, "mnist-logistic", "--profile", "smoke", "--batch_size=63"),
+                            cwd=ROOT, capture_output=True, text=True, timeout=300, env=environment(tmp_path))
+    assert result.returncode != 0
+    assert "--batch_size=63 is the global batch and must divide evenly over 2 processes" in result.stderr
+
+
+def fake_cifar10(root: Path, per_class: int) -> Path:
+    """The fast.ai layout with a few generated 32x32 pictures per class and split."""
+    from PIL import Image
+
+    from shared.models.cifar import CLASSES
+
+    for split, count in (("train", per_class), ("test", 2)):
+        for label, name in enumerate(CLASSES):
+            (root / "cifar10" / split / name).mkdir(parents=True)
+            for i in range(count):
+                colour = (25 * label, 255 - 20 * label, (40 * i) % 256)
+                Image.new("RGB", (32, 32), colour).save(root / "cifar10" / split / name / f"{i}.png")
+    return root
+
+
+def test_two_processes_on_an_empty_cache_decode_the_dataset_once(tmp_path):
+    data, cache = fake_cifar10(tmp_path / "data", per_class=4), tmp_path / "cache"
+    metrics, _, stdout = launch_two(tmp_path, "cifar10-mlp", "--profile", "smoke", "--synthetic_data=false",
+                                    "--data-dir", str(data), "--val_size=8", "--batch_size=8", "--epochs=1",
+                                    ZTG_CACHE_DIR=str(cache))
+    assert stdout.count("decoding the 40 images of train/") == 1, stdout
+    assert stdout.count("decoding the 20 images of test/") == 1, stdout
+    assert sorted(p.name.split("-")[0] for p in (cache / "cifar10").iterdir()) == ["test", "train"]  # no temporary left
+    assert metrics["test_samples"] == 20
+
+
+def test_two_process_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
+    # Batches of 4 (2 per process): 188 steps per epoch, so the stop checks at 50, 100, 150 fall inside it.
+    args = ["mnist-cnn", "--profile", "smoke", "--epochs=3", "--batch_size=4", "--val_size=16"]
+    process = subprocess.Popen(torchrun_two(tmp_path, *args, out="stopped"), cwd=ROOT, env=environment(tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for line in process.stdout:  # the scheduler's SIGTERM goes to the launcher, which forwards it
+        if "epoch 1/3" in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    output = process.communicate(timeout=120)[0]
+    folder = tmp_path / "stopped" / "mnist-cnn"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["complete"] is False, output
+    state = torch.load(folder / "resume" / "state.pt", weights_only=True)
+    assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])
+
+    launch_two(tmp_path, *args, "--resume", out="stopped")
+    launch_two(tmp_path, *args, out="straight")
+    assert same_weights(tmp_path / "straight" / "mnist-cnn", folder)
+
+
+def accelerate_launch(config: str, *args: str, env: dict) -> subprocess.Popen:
+    launcher = Path(sys.executable).with_name("accelerate")
+    return subprocess.Popen([str(launcher), "launch", "--config_file", str(ROOT / "configs" / "accelerate" / config),
+                             *args], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_two_machines_on_one_host(tmp_path):
+    """Two launcher invocations, machine ranks 0 and 1 on 127.0.0.1, one process each (gloo)."""
+    script = tmp_path / "record_saves.py"
+    script.write_text(RECORD_SAVES)
+    port, env = str(free_port()), environment(tmp_path)
+    machines = [accelerate_launch("multi_node.yaml", "--num_machines", "2", "--num_processes", "2",
+                                  "--machine_rank", str(rank), "--main_process_ip", "127.0.0.1",
+                                  "--main_process_port", port, "--mixed_precision", "no", str(script),
+                                  "mnist-cnn", "--profile", "smoke", "--out-dir", str(tmp_path / "out"), env=env)
+                for rank in (0, 1)]
+    outputs = [machine.communicate(timeout=600)[0] for machine in machines]
+    assert [m.returncode for m in machines] == [0, 0], outputs[0][-3000:] + outputs[1][-3000:]
+    metrics = json.loads((tmp_path / "out" / "mnist-cnn" / "metrics.json").read_text())
+    assert metrics["test_samples"] == 257
+    check_one_writer(metrics, (tmp_path / "saves.log").read_text().split("\n")[:-1], outputs[0])
+
+
+def test_the_one_gpu_config_asks_for_bf16_and_an_explicit_flag_wins(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = {"config": [], "launcher flag": ["--mixed_precision", "no"]}
+    for name, flags in runs.items():
+        launched = accelerate_launch("one_gpu.yaml", *flags, "-m", "training", "mnist-logistic", "--profile", "smoke",
+                                     "--out-dir", str(tmp_path / name), env=env)
+        output = launched.communicate(timeout=300)[0]
+        assert launched.returncode == 0, output[-3000:]
+    precision = {name: json.loads((tmp_path / name / "mnist-logistic" / "metrics.json").read_text())["mixed_precision"]
+                 for name in runs}
+    assert precision == {"config": "bf16", "launcher flag": "no"}

@@ -25,7 +25,7 @@ def anime_faces(run) -> TensorData:
     """The training faces on the device: the real dataset, or synthetic faces with --synthetic_data."""
     if run.config.synthetic_data:
         return run.to_device(synthetic_faces(256, seed=run.seed))
-    with run.accelerator.main_process_first():  # one process decodes and caches, the others read
+    with run.accelerator.local_main_process_first():  # one process per machine decodes and caches
         return run.to_device(load_anime_faces(run.data_dir))
 
 

@@ -55,7 +55,7 @@ class Snapshot:
     published: str  # the module written at the root of the folder; the others go to <name>/
     modules: dict[str, torch.nn.Module]
     states: dict[str, dict]  # optimizers' and schedulers' state_dicts, by name
-    rng: dict
+    rng: list[dict]  # one per process, in process order
     files: dict[str, object]  # images, figures, bytes or text the lesson added since the last save
     complete: bool = False
     metrics: dict | None = None  # final metrics (complete), else carried over from the last save
@@ -72,7 +72,7 @@ class Saved:
     progress: Progress
     published: str
     states: dict[str, dict]
-    rng: dict
+    rng: list[dict]
 
     def load_weights(self, module: torch.nn.Module, name: str) -> None:
         """Restore the weights `module` had when it was saved under `name` (strict, safetensors)."""
@@ -166,11 +166,14 @@ def swap_in(tmp: Path, folder: Path) -> None:
 
 
 def rng_state() -> dict:
+    """This process's random state (CPU and every GPU)."""
     return {"cpu": torch.get_rng_state(),
             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
 
 
-def restore_rng(rng: dict) -> None:
+def restore_rng(rngs: list[dict], process_index: int) -> None:
+    """Restore this process's state from the list saved by every process (cycled if there were fewer)."""
+    rng = rngs[process_index % len(rngs)]
     torch.set_rng_state(rng["cpu"])
     if torch.cuda.is_available() and rng.get("cuda"):
         torch.cuda.set_rng_state_all(rng["cuda"])

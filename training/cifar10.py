@@ -89,6 +89,7 @@ def load_image_folder(folder: Path) -> TensorData:
     cached = cache_dir() / "cifar10" / f"{folder.name}-{key.hexdigest()[:16]}.safetensors"
     if cached.is_file():
         return read_cache(cached)
+    print(f"[cifar10] decoding the {len(files)} images of {folder.name}/ once (cached for later runs)")
     data = TensorData(decode_images([path for path, _ in files]),
                       torch.tensor([label for _, label in files], dtype=torch.long))
     write_cache(cached, data)
@@ -129,7 +130,8 @@ def cifar_splits(run) -> tuple[TensorData, TensorData, TensorData]:
     if run.config.synthetic_data:
         train, test = synthetic_cifar(640, seed=1), synthetic_cifar(256, seed=2)
     else:
-        train, test = load_cifar10(run.data_dir)
+        with run.accelerator.local_main_process_first():  # one process per machine downloads and decodes
+            train, test = load_cifar10(run.data_dir)
     train, val = random_split(train, run.config.val_size, seed=run.config.seed)
     return run.to_device(train), run.to_device(val), run.to_device(test)
 

@@ -63,8 +63,10 @@ def run_lesson(name: str, args, overrides: list[str]) -> dict:
                          base=saved.config if saved is not None else None)
     accelerator = make_accelerator(args.mixed_precision, args.tracker, args.out_dir)
     run = Run(name, module.TASK, config, profile, args.data_dir, args.out_dir, accelerator, saved=saved)
+    batch = f", global batch {config.batch_size} ({run.local_batch(config.batch_size)} per process)" \
+        if hasattr(config, "batch_size") else ""
     run.print(f"[{name}] profile {profile}, {accelerator.num_processes} process(es) on {accelerator.device}, "
-              f"mixed precision {accelerator.mixed_precision}, checkpoint {run.folder}")
+              f"mixed precision {accelerator.mixed_precision}{batch}, checkpoint {run.folder}")
     metrics = module.train(run)
     run.print(f"[{name}] done: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "versions"))
     if args.push_to_hub and accelerator.is_main_process:

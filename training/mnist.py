@@ -41,7 +41,8 @@ def mnist_splits(run) -> tuple[TensorData, TensorData, TensorData]:
     if run.config.synthetic_data:
         train, test = synthetic_digits(768, seed=1), synthetic_digits(257, seed=2)  # odd: uneven shards
     else:
-        train, test = load_mnist(run.data_dir)
+        with run.accelerator.local_main_process_first():  # one process per machine downloads
+            train, test = load_mnist(run.data_dir)
     train, val = random_split(train, run.config.val_size, seed=run.config.seed)
     return run.to_device(train), run.to_device(val), run.to_device(test)
 

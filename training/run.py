@@ -9,16 +9,25 @@ says, in one place:
   The module named by `publish` is the checkpoint's root (what the Hub and the Spaces load);
   every other module goes to a subfolder named after its keyword. One model: no `publish`.
 - `epochs()`: yields the epoch numbers still to run, after those a resumed run already did.
-- `batches(data, batch_size)`: this process's share of the epoch. Besides batching it counts
-  `run.step` (in the epoch) and `run.global_step` (in the run), checks the logged means for
-  NaN every 50 batches, and on SIGINT/SIGTERM (or `request_stop()`) saves a mid-epoch
-  checkpoint and raises `TrainingStopped`.
+- `batches(data, batch_size)`: this process's share of the epoch. `batch_size` is the global
+  batch, split over the processes (so 1 or N processes train the same recipe). Besides
+  batching it counts `run.step` (in the epoch) and `run.global_step` (in the run), and every
+  `CHECK_EVERY` batches it checks the logged means for NaN and, in a multi-process run,
+  whether any process was asked to stop: both wait for the device, so not every step. On
+  SIGINT/SIGTERM (or `request_stop()`) it saves a mid-epoch checkpoint and raises
+  `TrainingStopped`: after the current batch with one process, at the next multiple of
+  `CHECK_EVERY` batches with several (they must agree on the batch), or at the epoch's end.
 - `log_step(**scalars)`: adds per-batch scalars on the device (no sync).
 - `end_epoch(**metrics)`: averages the logged scalars over processes, stops on a non-finite
-  value, appends a history row, prints it, logs it to a tracker, and writes a checkpoint.
+  value, appends a history row, prints it, logs it to a tracker, and writes a checkpoint;
+  then raises `TrainingStopped` if a stop was asked for since the last check.
 - `finish(**metrics)`: writes the final checkpoint with the metrics and returns them.
 
 The checkpoint itself is written by `training.checkpoint` from a `Snapshot` the Run hands it.
+
+Randomness: each process seeds its global RNG with `seed + process index` (augmentation and
+dropout differ across processes; DDP copies rank 0's initial weights to all), and every
+process's RNG state is saved, so a resumed multi-process run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import math
+import os
 import signal
 import sys
 import time
@@ -34,13 +44,13 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import gather_object, set_seed
 from tqdm.auto import tqdm
 
 from training import checkpoint
 from training.data import TensorData
 
-CHECK_EVERY = 50  # batches between NaN checks of the logged means (each one waits for the device)
+CHECK_EVERY = 50  # batches between NaN and multi-process stop checks (each one waits for the device)
 CURVES_EVERY_SECONDS = 30  # drawing curves costs ~0.2 s: not after every one of 100 tiny epochs
 
 
@@ -53,12 +63,15 @@ class NonFiniteLoss(RuntimeError):
 
 
 def make_accelerator(mixed_precision: str | None, tracker: str | None, out_dir: Path) -> Accelerator:
-    # None leaves the choice to `accelerate launch` / `accelerate config`; on a GPU we default to bf16.
-    if mixed_precision is None and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        import os
-
-        if "ACCELERATE_MIXED_PRECISION" not in os.environ:
-            mixed_precision = "bf16"
+    """The Accelerator of a run. Precision: --mixed-precision, else what `accelerate launch` says
+    (its --mixed_precision, else its config file), else bf16 on a GPU that has it."""
+    launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # `accelerate launch` always sets it
+    bf16_gpu = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if mixed_precision is None and launched is None and bf16_gpu:
+        mixed_precision = "bf16"
+    if mixed_precision is None and launched == "no" and bf16_gpu:
+        print("note: training in full precision because `accelerate launch` was given no precision; "
+              "use --config_file configs/accelerate/one_gpu.yaml (bf16) or --mixed_precision bf16", file=sys.stderr)
     if mixed_precision == "fp16" and not torch.cuda.is_available():
         raise ValueError("--mixed-precision fp16 needs a CUDA GPU; on a CPU use bf16 or no")
     if tracker is not None and importlib.util.find_spec(tracker) is None:
@@ -86,7 +99,8 @@ class Run:
         self._sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         self._count = 0
         self._stop_requested = False
-        set_seed(self.seed)
+        self._batch_sizes: dict[str, int] = {}
+        set_seed(self.seed, device_specific=True)  # seed + process index: each process its own stream
         if accelerator.log_with:  # hparams must be scalars for TensorBoard: lists become strings
             hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
                        for k, v in dataclasses.asdict(config).items()}
@@ -156,7 +170,7 @@ class Run:
                 raise ValueError(f"publish={publish!r} names no prepared model; models: {', '.join(self.models)}")
             self.published = publish
         if self._saved is not None:
-            checkpoint.restore_rng(self._saved.rng)
+            checkpoint.restore_rng(self._saved.rng, self.accelerator.process_index)
         return prepared[0] if len(prepared) == 1 else prepared
 
     # ---- the loop ----------------------------------------------------------------------
@@ -168,9 +182,19 @@ class Run:
             self._epoch_train_seconds, self._epoch_samples = 0.0, 0
             yield self.epoch + 1
 
+    def local_batch(self, batch_size: int) -> int:
+        """This process's part of a global batch of `batch_size` (a clear error if it does not divide)."""
+        world = self.accelerator.num_processes
+        if batch_size % world:
+            raise ValueError(f"--batch_size={batch_size} is the global batch and must divide evenly over "
+                             f"{world} processes; use a multiple of {world}")
+        self._batch_sizes = {"batch_size": batch_size, "batch_size_per_process": batch_size // world}
+        return batch_size // world
+
     def steps_per_epoch(self, data: TensorData, batch_size: int, drop_last: bool = True) -> int:
-        per_process = len(data) // self.accelerator.num_processes
-        return per_process // batch_size if drop_last else math.ceil(per_process / batch_size)
+        """Optimizer steps in one epoch over `data` at a global batch of `batch_size`."""
+        per_process, local = len(data) // self.accelerator.num_processes, self.local_batch(batch_size)
+        return per_process // local if drop_last else math.ceil(per_process / local)
 
     def batches(self, data, batch_size: int | None = None, shuffle: bool = True, drop_last: bool = True):
         """This process's share of one epoch, as (inputs, labels) batches on the device.
@@ -183,7 +207,7 @@ class Run:
         world, progress = self.accelerator.num_processes, self.progress
         if isinstance(data, TensorData):
             steps = self.steps_per_epoch(data, batch_size, drop_last)
-            source = self._tensor_batches(data, batch_size, shuffle, steps)
+            source = self._tensor_batches(data, self.local_batch(batch_size), shuffle, steps)
         else:  # a DataLoader cannot skip ahead: a resumed epoch restarts from its first batch
             steps, source = len(data), iter(data)
             progress.global_step -= progress.step
@@ -199,12 +223,13 @@ class Run:
                 progress.global_step += 1
                 self._epoch_samples += len(inputs) * world
                 bar.update()
-                if self._count and progress.step % CHECK_EVERY == 0:
+                check_due = progress.step % CHECK_EVERY == 0
+                if check_due and self._count:
                     means = self._means()
                     self._check_finite(means)
                     bar.set_postfix(means | {"img/s": round(self._epoch_samples / (time.perf_counter() - start))},
                                     refresh=False)
-                if self._stop_agreed():
+                if (check_due or world == 1) and self._stop_agreed():
                     self._epoch_train_seconds += time.perf_counter() - start
                     progress.train_seconds += self._epoch_train_seconds
                     progress.samples_seen += self._epoch_samples
@@ -252,6 +277,8 @@ class Run:
         self.print(f"[{self.lesson}] epoch {self.epoch}/{self.config.epochs}  {shown}")
         self.accelerator.log(row, step=self.epoch)
         self._save(complete=False)
+        if self.epoch < self.config.epochs and self._stop_agreed():
+            raise TrainingStopped(f"stopped after epoch {self.epoch}")
         return row
 
     def finish(self, **final_metrics) -> dict:
@@ -264,6 +291,7 @@ class Run:
             "train_seconds": round(progress.train_seconds, 2),
             "samples_per_second": round(progress.samples_seen / max(progress.train_seconds, 1e-9), 1),
             **checkpoint.environment(self.accelerator),
+            **self._batch_sizes,
             "profile": self.profile,
             "seed": self.seed,
         }
@@ -298,7 +326,9 @@ class Run:
                 "and nothing was saved or published. Lower the learning rate (--lr=...) or check the data.")
 
     def _on_signal(self, signum, frame) -> None:
-        if self._stop_requested:  # a second Ctrl-C means: stop now, without a checkpoint
+        # A second Ctrl-C means: stop now, without a checkpoint. A SIGTERM never does: a launcher
+        # (torchrun, accelerate launch) forwards one after the user's Ctrl-C reached its workers.
+        if self._stop_requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.request_stop()
         self.print(f"\n[{self.lesson}] {signal.Signals(signum).name}: saving a checkpoint after this batch")
@@ -310,8 +340,8 @@ class Run:
         flag = torch.tensor(float(self._stop_requested), device=self.device)
         return bool(self.accelerator.reduce(flag, reduction="sum").item() > 0)
 
-    def snapshot(self, complete: bool, metrics: dict | None = None) -> checkpoint.Snapshot:
-        """This run's state as plain values, for `checkpoint.save`."""
+    def snapshot(self, complete: bool, rng: list[dict], metrics: dict | None = None) -> checkpoint.Snapshot:
+        """This run's state as plain values, for `checkpoint.save`; `rng`: every process's RNG state."""
         if self.published is None and len(self.models) > 1:
             raise ValueError(f"{self.lesson}: several models prepared ({', '.join(self.models)}); "
                              "name the published one with run.prepare(..., publish=NAME)")
@@ -322,19 +352,19 @@ class Run:
             progress=dataclasses.replace(self.progress, history=list(self.history)),
             published=self.published or next(iter(self.models)),
             modules={name: unwrap(module) for name, module in self.models.items()},
-            states=states, rng=checkpoint.rng_state(), files=dict(self.pending_files),
+            states=states, rng=rng, files=dict(self.pending_files),
             complete=complete, metrics=metrics)
 
     def _save(self, complete: bool, metrics: dict | None = None) -> None:
         self._check_finite(self._means())
-        self.accelerator.wait_for_everyone()
+        rng = gather_object([checkpoint.rng_state()])  # every process's, in process order
         if self.is_main:
             if self.history and (complete or time.monotonic() - self._curves_drawn_at > CURVES_EVERY_SECONDS):
                 from training.plots import plot_curves
 
                 self.pending_files.setdefault("curves.png", plot_curves(self.history, self.lesson))
                 self._curves_drawn_at = time.monotonic()
-            checkpoint.save(self.folder, self.snapshot(complete, metrics), carry_over=self._have_checkpoint)
+            checkpoint.save(self.folder, self.snapshot(complete, rng, metrics), carry_over=self._have_checkpoint)
         self._have_checkpoint = True
         self.pending_files = {}
         self.accelerator.wait_for_everyone()

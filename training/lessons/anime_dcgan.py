@@ -107,8 +107,8 @@ def train(run):
     grid_latents = fixed_latents(64, cfg.latent_dim, cfg.seed, run.device)
     swd_latents = fixed_latents(len(reference), cfg.latent_dim, cfg.seed + 1, run.device)
     swd = SlicedWasserstein(reference, levels=3)  # 64, 32 and 16 pixels
-    ones = torch.ones(cfg.batch_size, device=run.device)
-    zeros = torch.zeros(cfg.batch_size, device=run.device)
+    ones = torch.ones(run.local_batch(cfg.batch_size), device=run.device)  # cfg.batch_size is split over processes
+    zeros = torch.zeros_like(ones)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     unwrap = run.accelerator.unwrap_model
 

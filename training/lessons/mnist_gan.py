@@ -76,7 +76,8 @@ def train(run):
     if cfg.synthetic_data:
         digits, test_digits = synthetic_digits(768, seed=1), synthetic_digits(max(cfg.swd_images, cfg.fid_images), seed=2)
     else:
-        digits, test_digits = load_mnist(run.data_dir)
+        with run.accelerator.local_main_process_first():  # one process per machine downloads
+            digits, test_digits = load_mnist(run.data_dir)
     digits = run.to_device(digits)
     test_digits = run.to_device(test_digits).inputs.unsqueeze(1)  # uint8 (N, 1, 28, 28)
     reference = test_digits[: cfg.swd_images]
@@ -98,8 +99,8 @@ def train(run):
     grid_latents = fixed_latents(64, cfg.latent_dim, cfg.seed, run.device)
     swd_latents = fixed_latents(len(reference), cfg.latent_dim, cfg.seed + 1, run.device)
     swd = SlicedWasserstein(reference, levels=2)  # 28 and 14 pixels
-    ones = torch.ones(cfg.batch_size, device=run.device)
-    zeros = torch.zeros(cfg.batch_size, device=run.device)
+    ones = torch.ones(run.local_batch(cfg.batch_size), device=run.device)  # cfg.batch_size is split over processes
+    zeros = torch.zeros_like(ones)
 
     for epoch in run.epochs():
         for images, _ in run.batches(digits, cfg.batch_size):  # the digit labels are not used
