@@ -156,5 +156,5 @@ def train(run):
     # Round trip: config.json alone restores the encoding and the standardisation.
     reloaded = MODELS["insurance-regression"].from_pretrained(run.folder).to(run.device)
     with torch.no_grad():
-        assert torch.allclose(reloaded(val_set.inputs), run.accelerator.unwrap_model(model)(val_set.inputs), rtol=1e-5)
+        assert torch.allclose(reloaded(val_set.inputs), run.accelerator.unwrap_model(model, keep_fp32_wrapper=False)(val_set.inputs), rtol=1e-5)
     return metrics

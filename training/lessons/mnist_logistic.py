@@ -90,10 +90,11 @@ def train(run):
     sample_predictions(run, model, test_set, "mnist-logistic")
     metrics = run.finish(**test_metrics(test))
 
-    # Round trip: the saved folder loads back (strict, safetensors only) and computes the same logits.
+    # Round trip: the saved folder loads back (strict, safetensors only) and computes the same logits
+    # (both in full precision: the unwrapped model drops the bf16 autocast of a mixed-precision run).
     reloaded = MODELS["mnist-logistic"].from_pretrained(run.folder).to(run.device)
     batch = normalize_mnist(test_set.inputs[:256])
     with torch.no_grad():
-        assert torch.allclose(reloaded(batch), run.accelerator.unwrap_model(model)(batch), atol=1e-5)
+        assert torch.allclose(reloaded(batch), run.accelerator.unwrap_model(model, keep_fp32_wrapper=False)(batch), atol=1e-5)
     run.print("[mnist-logistic] reloaded from", run.folder, "- same predictions")
     return metrics
