@@ -139,7 +139,8 @@ def train(run):
         from_scratch(run, inputs, targets)
 
     # Part 2: the same model with the building blocks of torch.nn.
-    loader = DataLoader(TensorDataset(inputs, targets), batch_size=cfg.batch_size, shuffle=True)
+    # Accelerate gives every process a DataLoader of its own: each takes its part of the global batch.
+    loader = DataLoader(TensorDataset(inputs, targets), batch_size=run.local_batch(cfg.batch_size), shuffle=True)
     model = build_model("linear-regression")
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     model, optimizer = run.prepare(model=model, optimizer=optimizer)
