@@ -160,3 +160,35 @@ def test_same_seed_same_result(lesson, tmp_path):
     b = train(lesson, tmp_path / "b")
     assert a["test_accuracy"] == b["test_accuracy"]
     assert_same_weights(tmp_path / "a" / lesson, tmp_path / "b" / lesson)
+
+
+def test_a_run_in_a_thread_reports_progress_and_stops_on_request(tmp_path):
+    """What the training playground does: the lesson in a thread, rows streamed, a Stop button."""
+    import queue
+    import threading
+
+    from training.cli import make_run
+    from training.run import TrainingStopped
+
+    rows, outcome = queue.Queue(), {}
+
+    def train_in_thread():
+        module, run = make_run("mnist-logistic", ["--epochs=40", "--batch_size=8"], profile="smoke",
+                               data_dir=tmp_path, out_dir=tmp_path, on_progress=rows.put)
+        outcome["run"] = run
+        try:
+            module.train(run)
+        except TrainingStopped as stop:
+            outcome["stopped"] = str(stop)
+
+    thread = threading.Thread(target=train_in_thread)
+    thread.start()
+    seen = [rows.get(timeout=120) for _ in range(4)]
+    outcome["run"].request_stop()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and "stopped" in outcome
+    assert {row["kind"] for row in seen} == {"step", "epoch"}
+    steps = [row for row in seen if row["kind"] == "step"]
+    assert all("train_loss" in row and row["samples_per_second"] > 0 for row in steps)
+    metrics = json.loads((tmp_path / "mnist-logistic" / "metrics.json").read_text())
+    assert metrics["complete"] is False and metrics["epochs_completed"] < 40

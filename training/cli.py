@@ -51,22 +51,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_lesson(name: str, args, overrides: list[str]) -> dict:
+def make_run(name: str, overrides: list[str], *, profile: str | None, data_dir: Path, out_dir: Path,
+             resume: bool = False, mixed_precision: str | None = None, tracker: str | None = None,
+             on_progress=None):
+    """The lesson module and its Run, built as the command line builds them (the playground Space too)."""
     from training import checkpoint
     from training.run import Run, make_accelerator
 
     module = lesson_module(name)
     # --resume: the saved run's profile and settings, then any override given now (e.g. more --epochs).
-    saved = checkpoint.load(args.out_dir / name) if args.resume else None
-    profile = saved.profile if saved is not None else args.profile or "cpu"
+    saved = checkpoint.load(out_dir / name) if resume else None
+    profile = saved.profile if saved is not None else profile or "cpu"
     config = make_config(module.Config, module.PROFILES[profile], overrides,
                          base=saved.config if saved is not None else None)
-    accelerator = make_accelerator(args.mixed_precision, args.tracker, args.out_dir)
-    run = Run(name, module.TASK, config, profile, args.data_dir, args.out_dir, accelerator, saved=saved)
+    accelerator = make_accelerator(mixed_precision, tracker, out_dir)
+    run = Run(name, module.TASK, config, profile, data_dir, out_dir, accelerator, saved=saved,
+              on_progress=on_progress)
     batch = f", global batch {config.batch_size} ({run.local_batch(config.batch_size)} per process)" \
         if hasattr(config, "batch_size") else ""
     run.print(f"[{name}] profile {profile}, {accelerator.num_processes} process(es) on {accelerator.device}, "
               f"mixed precision {accelerator.mixed_precision}{batch}, checkpoint {run.folder}")
+    return module, run
+
+
+def run_lesson(name: str, args, overrides: list[str]) -> dict:
+    from training import checkpoint
+
+    module, run = make_run(name, overrides, profile=args.profile, data_dir=args.data_dir, out_dir=args.out_dir,
+                           resume=args.resume, mixed_precision=args.mixed_precision, tracker=args.tracker)
+    accelerator = run.accelerator
     metrics = module.train(run)
     run.print(f"[{name}] done: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "versions"))
     if args.push_to_hub and accelerator.is_main_process:

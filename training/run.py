@@ -23,6 +23,11 @@ says, in one place:
   then raises `TrainingStopped` if a stop was asked for since the last check.
 - `finish(**metrics)`: writes the final checkpoint with the metrics and returns them.
 
+Watching a run from outside (the training playground Space): `Run(..., on_progress=f)` calls
+`f(row)` at every check in `batches` (`row["kind"] == "step"`: the epoch's running means, a
+fractional `epoch`, samples/s) and after every epoch's checkpoint (`"epoch"`: the history
+row); `run.request_stop()` stops it like a SIGTERM, from any thread.
+
 The checkpoint itself is written by `training.checkpoint` from a `Snapshot` the Run hands it.
 
 Randomness: each process seeds its global RNG with `seed + process index` (augmentation and
@@ -38,8 +43,10 @@ import math
 import os
 import signal
 import sys
+import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -83,8 +90,10 @@ def make_accelerator(mixed_precision: str | None, tracker: str | None, out_dir: 
 
 class Run:
     def __init__(self, lesson: str, task: dict, config, profile: str, data_dir: Path,
-                 out_dir: Path, accelerator: Accelerator, saved: checkpoint.Saved | None = None):
-        """`saved`: the checkpoint to continue from (`checkpoint.load`), for --resume."""
+                 out_dir: Path, accelerator: Accelerator, saved: checkpoint.Saved | None = None,
+                 on_progress: Callable[[dict], None] | None = None):
+        """`saved`: the checkpoint to continue from (`checkpoint.load`), for --resume;
+        `on_progress`: called with each progress row (see the module docstring)."""
         self.lesson, self.task, self.config, self.profile = lesson, task, config, profile
         self.data_dir, self.accelerator = Path(data_dir), accelerator
         self.folder = Path(out_dir) / lesson
@@ -94,6 +103,7 @@ class Run:
         self.published: str | None = None
         self.pending_files: dict[str, object] = {}
         self._saved = saved
+        self._on_progress = on_progress
         self._have_checkpoint = saved is not None
         self._curves_drawn_at = float("-inf")
         self._sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
@@ -105,8 +115,9 @@ class Run:
             hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
                        for k, v in dataclasses.asdict(config).items()}
             accelerator.init_trackers(lesson, config=hparams | {"profile": profile})
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._on_signal)
+        if threading.current_thread() is threading.main_thread():  # a thread (a Space) stops by request_stop
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(sig, self._on_signal)
 
     # ---- setup -------------------------------------------------------------------------
 
@@ -227,8 +238,12 @@ class Run:
                 if check_due and self._count:
                     means = self._means()
                     self._check_finite(means)
-                    bar.set_postfix(means | {"img/s": round(self._epoch_samples / (time.perf_counter() - start))},
-                                    refresh=False)
+                    speed = self._epoch_samples / (time.perf_counter() - start)
+                    bar.set_postfix(means | {"img/s": round(speed)}, refresh=False)
+                    if self._on_progress is not None:
+                        self._on_progress({"kind": "step", "epoch": epoch - 1 + progress.step / steps,
+                                           **{f"train_{k}": v for k, v in means.items()},
+                                           "samples_per_second": speed})
                 if (check_due or world == 1) and self._stop_agreed():
                     self._epoch_train_seconds += time.perf_counter() - start
                     progress.train_seconds += self._epoch_train_seconds
@@ -277,6 +292,8 @@ class Run:
         self.print(f"[{self.lesson}] epoch {self.epoch}/{self.config.epochs}  {shown}")
         self.accelerator.log(row, step=self.epoch)
         self._save(complete=False)
+        if self._on_progress is not None:
+            self._on_progress({"kind": "epoch", **row})
         if self.epoch < self.config.epochs and self._stop_agreed():
             raise TrainingStopped(f"stopped after epoch {self.epoch}")
         return row
