@@ -29,7 +29,7 @@ def weights_env(app: Path, models: dict[str, dict], random: bool, folder: Path) 
     from shared.models import build_model
     from shared.weights import WeightsError, default_repos, env_var, load_model
 
-    repos = default_repos(app.parent / "README.md")
+    repos, _ = default_repos(app.parent / "README.md", list(models))
     env, origin = {}, {}
     for name, shape in models.items():
         if not random:

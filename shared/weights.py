@@ -9,7 +9,9 @@ For a lesson (= registered model name, e.g. `mnist-cnn`) the weights come from t
 2. the local checkpoint folder `checkpoints/<lesson>/` that `make train-all` (or
    `python -m training <lesson>`) writes, looked up under the repository root and under the
    current directory;
-3. the default Hub repo, which a Space reads from the `models:` list of its README.
+3. the default Hub repo: the repo of the `models:` list of the Space's README that holds this
+   model. Which model a repo holds is read from its config.json (`model_type`, written by
+   training), not from its name: `my-org/sketch-cnn` may hold `mnist-cnn`.
 
 Loading goes through `MODELS[lesson].from_pretrained`: safetensors only, `strict=True`, the
 model in `eval()` mode on the CPU. Hub downloads use the Hugging Face cache, so with
@@ -99,14 +101,51 @@ def local_checkpoint(lesson: str, roots: list[Path] | None = None) -> Path | Non
     return None
 
 
-def default_repos(readme: str | Path) -> dict[str, str]:
-    """`models:` of a Space README's YAML front matter, by name: {"mnist-cnn": "org/mnist-cnn", ...}."""
+def listed_repos(readme: str | Path) -> list[str]:
+    """`models:` of a Space README's YAML front matter: ["org/name", "org/name@revision", ...]."""
     from huggingface_hub import metadata_load
 
     models = (metadata_load(readme) or {}).get("models") or []
-    if isinstance(models, str):
-        models = [models]
-    return {parse_repo_ref(ref)[0].split("/")[1]: ref for ref in models}
+    return [models] if isinstance(models, str) else list(models)
+
+
+def repo_model(ref: str, cache_dir: str | Path | None = None) -> str | None:
+    """The registered model a Hub repo holds, from its config.json (None for a checkpoint written
+    before training recorded it). Raises WeightsNotFound when the repo cannot be read."""
+    from huggingface_hub import hf_hub_download
+
+    from shared.models.registry import model_name_of
+
+    repo_id, revision = parse_repo_ref(ref)
+    try:
+        config = json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision,
+                                                 cache_dir=cache_dir)).read_text())
+    except Exception as error:  # noqa: BLE001  (offline, repo/revision not found, HTTP errors, bad JSON)
+        raise WeightsNotFound(f"the Hub repo {ref} could not be read ({_hub_reason(error)})") from error
+    return model_name_of(config)
+
+
+def default_repos(readme: str | Path, names: list[str], cache_dir: str | Path | None = None
+                  ) -> tuple[dict[str, str], dict[str, str]]:
+    """For a Space: ({model name: the listed repo that holds it}, {listed repo: why it serves nothing}).
+
+    Each repo of the README's `models:` is asked which model it holds (its config.json); a repo
+    with no record of it counts as holding the model its name says (older checkpoints).
+    """
+    found, problems = {}, {}
+    for ref in listed_repos(readme):
+        try:
+            held = repo_model(ref, cache_dir) or parse_repo_ref(ref)[0].split("/")[1]
+        except (WeightsNotFound, ValueError) as error:
+            problems[ref] = str(error)
+            continue
+        if held not in names:
+            problems[ref] = f"the Hub repo {ref} holds {held}, which this Space does not serve ({', '.join(names)})"
+        elif held in found:
+            problems[ref] = f"the Hub repo {ref} holds {held}, already served from {found[held]}"
+        else:
+            found[held] = ref
+    return found, problems
 
 
 def find_weights(lesson: str, default_repo: str | None = None, *, roots: list[Path] | None = None,
@@ -152,6 +191,10 @@ def load_model(lesson: str, default_repo: str | None = None, *, roots: list[Path
     if missing:
         raise WeightsNotFound(f"{lesson}: {source} ({source.origin}) has no {' or '.join(missing)}. "
                               f"{how_to_fix(lesson)}")
+    held = _model_in(folder)
+    if held is not None and held != lesson:
+        raise WeightsError(f"{lesson}: {source} ({source.origin}) holds {held}, not {lesson}. "
+                           f"{how_to_fix(lesson)}")
     try:
         model = MODELS[lesson].from_pretrained(folder)
     except Exception as error:  # noqa: BLE001  (shape mismatch, corrupt file, bad config, ...)
@@ -169,11 +212,20 @@ def load_models(names: list[str], readme: str | Path, tag: str) -> tuple[dict[st
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    repos = default_repos(readme)
+    # The listed Hub repos are asked only when a model has neither its variable nor a local checkpoint.
+    on_hub = [n for n in names if not os.environ.get(env_var(n), "").strip() and local_checkpoint(n) is None]
+    repos, problems = default_repos(readme, names) if on_hub else ({}, {})
+    for problem in problems.values():
+        print(f"[{tag}] {problem}", file=sys.stderr)
 
     def attempt(name):
         try:
             return name, load_model(name, repos.get(name)), None
+        except WeightsNotFound as error:
+            if not repos.get(name) and problems:  # say why none of the listed repos served it
+                error = WeightsNotFound(f"{error} The Space's README lists: " + "; ".join(problems.values()) + ".")
+            print(f"[{tag}] {error}", file=sys.stderr)
+            return name, None, str(error)
         except WeightsError as error:
             print(f"[{tag}] {error}", file=sys.stderr)
             return name, None, str(error)
@@ -197,11 +249,23 @@ def _download(lesson: str, source: Source, cache_dir) -> Path:
         return Path(snapshot_download(source.location, revision=source.revision, cache_dir=cache_dir,
                                       allow_patterns=[*WEIGHT_FILES, "metrics.json"]))
     except Exception as error:  # noqa: BLE001  (offline, repo/revision not found, HTTP errors)
-        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        reason = ("HF_HUB_OFFLINE is set and the Hugging Face cache does not hold it" if offline
-                  else _first_line(error))
         raise WeightsNotFound(f"No weights for {lesson}: {source} ({source.origin}) could not be "
-                              f"loaded ({type(error).__name__}: {reason}). {how_to_fix(lesson)}") from error
+                              f"loaded ({_hub_reason(error)}). {how_to_fix(lesson)}") from error
+
+
+def _hub_reason(error: BaseException) -> str:
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    reason = "HF_HUB_OFFLINE is set and the Hugging Face cache does not hold it" if offline else _first_line(error)
+    return f"{type(error).__name__}: {reason}"
+
+
+def _model_in(folder: Path) -> str | None:
+    from shared.models.registry import model_name_of
+
+    try:
+        return model_name_of(json.loads((folder / "config.json").read_text()))
+    except (OSError, ValueError):
+        return None
 
 
 def _read_metrics(folder: Path) -> dict:

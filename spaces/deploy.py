@@ -3,20 +3,26 @@
     python spaces/deploy.py list                              # the Spaces that exist
     python spaces/deploy.py serve digits [--port 7860]        # = python spaces/digits/app.py
     python spaces/deploy.py serve-all [--port 7860]           # every Space, on consecutive ports
-    python spaces/deploy.py stage digits build/spaces/digits  # a self-contained Space folder
-    python spaces/deploy.py upload digits your-org/digit-sketchpad [--private]
+    python spaces/deploy.py stage digits build/spaces/digits [--weights-org ORG]  # a self-contained Space folder
+    python spaces/deploy.py upload digits your-org/digit-sketchpad [--weights-org ORG] [--private]
+    python spaces/deploy.py publish your-org [--checkpoints checkpoints] [--private]  # = make publish HF_ORG=...
 
 A staged folder is what a Space repo holds: the app folder (app.py, README.md with the Spaces
 front matter, requirements.txt) plus a copy of the `shared/` package next to app.py, which the
-app puts first on its import path. `upload` stages into a temporary folder and uploads it as one
-commit; the token comes from HF_TOKEN or `hf auth login` and is never printed. A Space itself
-needs no token: it only reads public model repos.
+app puts first on its import path. With `--weights-org ORG` the staged README's `models:` and
+`preload_from_hub:` name ORG's repos instead of the project's (`ORG/<lesson>`, what `publish`
+pushes), so the Space serves that account's weights, fetched when the Space is built.
+`upload` stages into a temporary folder and uploads it as one commit; `publish` pushes every
+finished checkpoint under checkpoints/ to ORG/<lesson> (one commit each), then uploads every
+Space to ORG/<space> wired to them. The token comes from HF_TOKEN or `hf auth login` and is
+never printed. A Space itself needs no token: it only reads the model repos.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -28,6 +34,7 @@ from pathlib import Path
 SPACES = Path(__file__).resolve().parent
 ROOT = SPACES.parent
 REQUIRED = ("app.py", "README.md", "requirements.txt")
+ORG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 # Never shipped: caches, Gradio's working folders, editor and OS litter.
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", ".gradio", "flagged", ".DS_Store", "*.log")
 
@@ -46,8 +53,9 @@ def space_folder(space: str) -> Path:
     return folder
 
 
-def stage(space: str, dest: Path) -> Path:
-    """Copy spaces/<space>/ and shared/ (Python files only) into `dest`, which must be new or empty."""
+def stage(space: str, dest: Path, weights_org: str | None = None) -> Path:
+    """Copy spaces/<space>/ and shared/ (Python files only) into `dest`, which must be new or empty;
+    with `weights_org`, the README points at that account's model repos."""
     source = space_folder(space)
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
@@ -58,16 +66,34 @@ def stage(space: str, dest: Path) -> Path:
         return {n for n in names if (Path(folder) / n).is_file() and not n.endswith(".py")} | set(IGNORE(folder, names))
 
     shutil.copytree(ROOT / "shared", dest / "shared", ignore=only_python)
+    if weights_org is not None:
+        point_at(dest / "README.md", weights_org)
     return dest
 
 
-def upload(space: str, repo_id: str, private: bool = False) -> str:
-    """Stage `space` and upload it to the Space repo `repo_id` as one commit; returns the commit URL."""
+def point_at(readme: Path, org: str) -> None:
+    """Rewrite a Space README's `models:` to ORG/<lesson> and preload those repos at build time."""
+    from huggingface_hub import SpaceCard
+
+    if not ORG_NAME.match(org):
+        raise SystemExit(f"error: --weights-org {org!r} is not a Hub user or organisation name")
+    card = SpaceCard.load(readme)
+    lessons = [ref.split("@")[0].split("/")[1] for ref in card.data.models or []]
+    card.data.models = [f"{org}/{lesson}" for lesson in lessons]
+    # Fetched into the Space's Hugging Face cache when it is built: no download at start-up.
+    card.data.preload_from_hub = list(card.data.models)
+    card.save(readme)
+
+
+def upload(space: str, repo_id: str, private: bool | None = None, weights_org: str | None = None) -> str:
+    """Stage `space` and upload it to the Space repo `repo_id` as one commit; returns the commit URL.
+
+    `private=None` leaves a new repo's visibility to the account's default."""
     from huggingface_hub import HfApi
 
     api = HfApi()
     with tempfile.TemporaryDirectory(prefix=f"space-{space}-") as tmp:
-        folder = stage(space, Path(tmp) / space)
+        folder = stage(space, Path(tmp) / space, weights_org)
         api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
         info = api.upload_folder(
             repo_id=repo_id, repo_type="space", folder_path=folder,
@@ -75,6 +101,38 @@ def upload(space: str, repo_id: str, private: bool = False) -> str:
             delete_patterns=["*.py"],  # Python files removed since the last deploy go too
         )
     return info.commit_url
+
+
+def finished_checkpoints(root: Path) -> list[Path]:
+    """The checkpoint folders under `root` whose training run completed."""
+    import json
+
+    found = []
+    for folder in sorted(Path(root).iterdir()) if Path(root).is_dir() else []:
+        try:
+            if json.loads((folder / "metrics.json").read_text()).get("complete"):
+                found.append(folder)
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def publish(org: str, checkpoints: Path, private: bool | None = None) -> dict[str, str]:
+    """Push every finished checkpoint to ORG/<lesson>, then every Space to ORG/<space> wired to them."""
+    sys.path.insert(0, str(ROOT))
+    from training.hub import push_to_hub
+
+    folders = finished_checkpoints(checkpoints)
+    if not folders:
+        raise SystemExit(f"error: no finished checkpoint under {checkpoints}/; train first (make train-all)")
+    urls = {}
+    for folder in folders:
+        urls[f"{org}/{folder.name}"] = push_to_hub(folder, f"{org}/{folder.name}", private=private)
+        print(f"[publish] model {org}/{folder.name}: {urls[f'{org}/{folder.name}']}", flush=True)
+    for space in list_spaces():
+        urls[f"spaces/{org}/{space}"] = upload(space, f"{org}/{space}", private=private, weights_org=org)
+        print(f"[publish] Space {org}/{space}: https://huggingface.co/spaces/{org}/{space}", flush=True)
+    return urls
 
 
 def app_command(space: str) -> list[str]:
@@ -127,10 +185,18 @@ def main(argv: list[str] | None = None) -> int:
     staging = commands.add_parser("stage", help="write a self-contained Space folder")
     staging.add_argument("space")
     staging.add_argument("dest", type=Path)
+    staging.add_argument("--weights-org", metavar="ORG", help="serve ORG/<lesson> instead of the project's repos")
     uploading = commands.add_parser("upload", help="stage and upload to a Hub Space repo in one commit")
     uploading.add_argument("space")
     uploading.add_argument("repo_id", metavar="ORG/NAME")
-    uploading.add_argument("--private", action="store_true")
+    uploading.add_argument("--weights-org", metavar="ORG", help="serve ORG/<lesson> instead of the project's repos")
+    uploading.add_argument("--private", action="store_true", default=None,
+                           help="a private Space (default: the account's default)")
+    publishing = commands.add_parser("publish", help="push every checkpoint and deploy every Space to ORG")
+    publishing.add_argument("org", metavar="ORG")
+    publishing.add_argument("--checkpoints", type=Path, default=ROOT / "checkpoints")
+    publishing.add_argument("--private", action="store_true", default=None,
+                            help="private repos (default: the account's default)")
     args = p.parse_args(argv)
 
     if args.command == "list":
@@ -140,11 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     elif args.command == "serve-all":
         return serve_all(args.port)
     elif args.command == "stage":
-        print(stage(args.space, args.dest))
+        print(stage(args.space, args.dest, args.weights_org))
     elif args.command == "upload":
         if args.repo_id.count("/") != 1:
             raise SystemExit("error: the Space repo is ORG/NAME, e.g. your-org/digit-sketchpad")
-        print(f"[spaces] uploaded {args.space}: {upload(args.space, args.repo_id, args.private)}")
+        url = upload(args.space, args.repo_id, args.private, args.weights_org)
+        print(f"[spaces] uploaded {args.space}: {url}")
+    elif args.command == "publish":
+        if not ORG_NAME.match(args.org):
+            raise SystemExit(f"error: {args.org!r} is not a Hub user or organisation name (e.g. your-org)")
+        publish(args.org, args.checkpoints, args.private)
     return 0
 
 

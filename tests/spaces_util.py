@@ -139,13 +139,13 @@ def isolated_python(folder: Path) -> str:
 
 
 @contextlib.contextmanager
-def staged_space(space: str, env: dict, tmp_path: Path):
+def staged_space(space: str, env: dict, tmp_path: Path, weights_org: str | None = None):
     """Stage spaces/<space> as a deploy would (app + a copy of shared/) and serve it from another
     folder, with a Python that cannot import this checkout and nothing inherited from our environment."""
     sys.path.insert(0, str(ROOT / "spaces"))
     import deploy
 
-    staged = deploy.stage(space, tmp_path / "space")
+    staged = deploy.stage(space, tmp_path / "space", weights_org)
     python = isolated_python(tmp_path / "venv")
     check = subprocess.run([python, "-c", "import shared"], cwd=tmp_path, capture_output=True)
     assert check.returncode != 0, "the isolated Python must not see the project's shared/ package"

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hub_cache import fill_hub_cache
 
 from shared.models import build_model
 from shared.weights import (
@@ -19,9 +20,9 @@ from shared.weights import (
     WeightsError,
     WeightsNotFound,
     checkpoint_roots,
-    default_repos,
     env_var,
     find_weights,
+    listed_repos,
     load_model,
     local_checkpoint,
     parse_repo_ref,
@@ -39,24 +40,6 @@ def saved(folder: Path, name: str = "mnist-cnn", seed: int = 0, **kwargs) -> tup
     model = build_model(name, **kwargs)
     model.save_pretrained(folder)
     return folder, digest(model)
-
-
-def fill_hub_cache(cache: Path, repo_id: str, snapshots: dict[str, Path], refs: dict[str, str]) -> None:
-    """The Hugging Face cache layout: blobs by content hash, snapshots/<commit>/ of links, refs/<name>."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    for commit, folder in snapshots.items():
-        for file in folder.iterdir():
-            if not file.is_file():
-                continue
-            blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
-            blob.parent.mkdir(parents=True, exist_ok=True)
-            blob.write_bytes(file.read_bytes())
-            link = repo / "snapshots" / commit / file.name
-            link.parent.mkdir(parents=True, exist_ok=True)
-            link.symlink_to(os.path.relpath(blob, link.parent))
-    for name, commit in refs.items():
-        (repo / "refs" / name).parent.mkdir(parents=True, exist_ok=True)
-        (repo / "refs" / name).write_text(commit)
 
 
 def test_env_var_names():
@@ -148,10 +131,9 @@ def test_unknown_model():
         load_model("no-such-model", roots=[], environ={})
 
 
-def test_default_repos_from_the_space_readme():
-    repos = default_repos(ROOT / "spaces" / "digits" / "README.md")
-    assert repos == {"mnist-cnn": "zero-to-gans/mnist-cnn", "mnist-mlp": "zero-to-gans/mnist-mlp",
-                     "mnist-logistic": "zero-to-gans/mnist-logistic"}
+def test_the_space_readme_lists_its_hub_repos():
+    assert listed_repos(ROOT / "spaces" / "digits" / "README.md") == [
+        "zero-to-gans/mnist-cnn", "zero-to-gans/mnist-mlp", "zero-to-gans/mnist-logistic"]
 
 
 OFFLINE_SCRIPT = """
