@@ -51,9 +51,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_lesson(name: str, args, overrides: list[str]) -> dict:
+def lesson_config(name: str, args, overrides: list[str]):
+    """(module, saved checkpoint or None, profile, config) of a lesson as this command line runs it."""
     from training import checkpoint
-    from training.run import Run, make_accelerator
 
     module = lesson_module(name)
     # --resume: the saved run's profile and settings, then any override given now (e.g. more --epochs).
@@ -61,6 +61,38 @@ def run_lesson(name: str, args, overrides: list[str]) -> dict:
     profile = saved.profile if saved is not None else args.profile or "cpu"
     config = make_config(module.Config, module.PROFILES[profile], overrides,
                          base=saved.config if saved is not None else None)
+    return module, saved, profile, config
+
+
+def check_data(plan: dict[str, list[str]], args) -> None:
+    """Before any lesson trains, every dataset the run reads is on disk or downloadable now.
+
+    A dataset missing offline then stops `all` in its first seconds instead of at the lesson
+    that needs it; nothing is decoded or downloaded here (a HEAD request per missing dataset).
+    """
+    from training import anime_faces, cifar10, mnist, tabular
+
+    checks = {"ylecun/mnist": mnist.data_problem, "uoft-cs/cifar10": cifar10.data_problem,
+              "insurance": tabular.data_problem, anime_faces.HUB_DATASET: anime_faces.data_problem}
+    problems: dict[str, str | None] = {}
+    for name, overrides in plan.items():
+        try:
+            module, _, _, config = lesson_config(name, args, overrides)
+        except FileNotFoundError:  # nothing to --resume: the lesson itself says so
+            continue
+        dataset = module.TASK.get("dataset")
+        if not getattr(config, "synthetic_data", False) and dataset in checks and dataset not in problems:
+            problems[dataset] = checks[dataset](args.data_dir)
+    missing = [problem for problem in problems.values() if problem]
+    if missing:
+        raise DataNotFound("\n\n".join(missing) + "\n\nNothing was trained.")
+
+
+def run_lesson(name: str, args, overrides: list[str]) -> dict:
+    from training import checkpoint
+    from training.run import Run, make_accelerator
+
+    module, saved, profile, config = lesson_config(name, args, overrides)
     accelerator = make_accelerator(args.mixed_precision, args.tracker, args.out_dir)
     run = Run(name, module.TASK, config, profile, args.data_dir, args.out_dir, accelerator, saved=saved)
     batch = f", global batch {config.batch_size} ({run.local_batch(config.batch_size)} per process)" \
@@ -101,10 +133,11 @@ def main(argv: list[str] | None = None) -> None:
             for override in overrides:
                 if not any(_applicable(lesson_module(n).Config, [override]) for n in names):
                     raise ConfigError(f"no lesson has the setting {override.split('=')[0]}")
-        for name in names:
-            lesson_overrides = overrides
-            if args.lesson == "all":  # a setting applies to the lessons that have it
-                lesson_overrides = _applicable(lesson_module(name).Config, overrides)
+        # With 'all', a setting applies to the lessons that have it.
+        plan = {name: _applicable(lesson_module(name).Config, overrides) if args.lesson == "all" else overrides
+                for name in names}
+        check_data(plan, args)
+        for name, lesson_overrides in plan.items():
             run_lesson(name, args, lesson_overrides)
         from accelerate import PartialState
 
