@@ -13,14 +13,17 @@ LESSON ?=
 ARGS ?=
 SPACE ?= digits
 HF_SPACE ?=
+HF_REPO ?=
+PRIVATE ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train train-all test lint bench browser space spaces space-digits space-cifar10 space-faces deploy-space clean
+.PHONY: help setup train train-all push test lint bench browser space spaces space-digits space-cifar10 space-faces deploy-space clean
 
 help:
 	@echo "make train-all [DATA_DIR=..] [PROFILE=smoke|cpu|course]  train every lesson into $(OUT_DIR)/"
 	@echo "make train LESSON=mnist-cnn [ARGS='--epochs=5']          train one lesson"
+	@echo "make push LESSON=mnist-cnn HF_REPO=org/name [PRIVATE=1]  publish a trained checkpoint (the repo mirrors it)"
 	@echo "make test [PYTEST_ARGS='-k resume']                      run the test suite"
 	@echo "make lint | make bench [DATA_DIR=..]                     ruff; the benchmarks under bench/"
 	@echo "make space SPACE=digits | make spaces                    serve one Space / every Space locally"
@@ -40,6 +43,10 @@ train-all: setup
 train: setup
 	@test -n "$(LESSON)" || (echo "usage: make train LESSON=<name>; lessons: python -m training --help"; exit 2)
 	$(PY) -m training $(LESSON) --profile $(PROFILE) --data-dir $(DATA_DIR) --out-dir $(OUT_DIR) $(ARGS)
+
+push: setup
+	@test -n "$(LESSON)" -a -n "$(HF_REPO)" || (echo "usage: make push LESSON=<name> HF_REPO=org/name [PRIVATE=1]"; exit 2)
+	$(PY) -m training.hub $(OUT_DIR)/$(LESSON) $(HF_REPO) $(if $(PRIVATE),--private)
 
 # Debian's Chromium for the browser tests (Playwright's own browser download cannot work offline).
 browser:

@@ -222,7 +222,11 @@ def test_anime_faces_are_decoded_once_and_cached(tmp_path, monkeypatch):
 
 
 def test_missing_anime_faces_name_the_folder_layout_and_option(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
     monkeypatch.setitem(sys.modules, "kagglehub", None)  # as offline without kagglehub
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # and without the Hub
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     with pytest.raises(DataNotFound) as error:
         load_anime_faces(tmp_path)
     message = str(error.value)

@@ -74,7 +74,7 @@ def test_checkpoint_folder_is_a_hub_model_repo(tmp_path):
     assert card.data.license == "mit" and "zero-to-gans" in card.data.tags
     (result,) = card.data.eval_results
     assert result.metric_type == "accuracy" and result.metric_value == metrics["test_accuracy"]
-    assert result.dataset_type == "mnist" and result.task_type == "image-classification"
+    assert result.dataset_type == "ylecun/mnist" and result.task_type == "image-classification"
 
     model = MODELS["mnist-logistic"].from_pretrained(folder)
     assert not model.training

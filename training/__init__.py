@@ -11,7 +11,10 @@ shortest example):
    "course": ...}`, each a dict of fields to change. Profiles are only data: `smoke` sets
    `synthetic_data=True` and small sizes, and every field can be changed with `--key=value`.
    A string setting with fixed choices is a `Literal[...]`; the parser checks it.
-2. `TASK`, what the model card says: task type, dataset, metrics, summary.
+2. `TASK`, what the model card says: task type (the Hub's pipeline tag unless `pipeline_tag`
+   says otherwise), dataset (a Hub dataset id such as `ylecun/mnist` where the data is on the
+   Hub, else a plain name; `cli.check_data` checks it is on disk or downloadable before any
+   training), metrics, summary.
 3. `train(run)`, the loop, top to bottom. `cli.run_lesson` builds the config, the
    Accelerator and the `Run` (with `checkpoint.load(folder)` on --resume) and calls it.
    Inside, in this order:

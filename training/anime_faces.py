@@ -1,16 +1,28 @@
-"""The anime faces of lesson 6: the Kaggle anime-face dataset as uint8 (N, 3, 64, 64) tensors.
+"""The anime faces of lesson 6 as uint8 (N, 3, 64, 64) tensors, from the first source that has them:
+
+1. <data-dir>/animefacedataset/images/*.jpg, the layout of Kaggle's `splcher/animefacedataset`
+   (63,565 faces of various sizes, the course's dataset);
+2. the Hub dataset `huggan/anime-faces` (CC0; its card says 21,551 faces of 64x64, and its
+   data.zip, 462 MB of PNGs, holds twice as many files: identical files are read once),
+   downloaded by huggingface_hub into the Hugging Face cache: no account needed, and offline
+   once cached;
+3. the Kaggle dataset through kagglehub, if installed (`pip install kagglehub`; Kaggle may ask
+   for an account).
 
 Decoded once (resize of the shorter side and centre crop, as the course's transforms) and
-cached as safetensors under ~/.cache/zero-to-gans (never a pickle); downloaded with
-kagglehub when absent; cartoon faces stand in for tests.
+cached as safetensors under ~/.cache/zero-to-gans (never a pickle); the model card names
+the source used. Cartoon faces stand in for tests.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import sys
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,50 +31,146 @@ from training.data import DataNotFound, TensorData, cache_dir, read_cache, write
 
 ANIME_FOLDER = "animefacedataset"  # <data-dir>/animefacedataset/images/*.jpg, the Kaggle layout
 KAGGLE_DATASET = "splcher/animefacedataset"
+HUB_DATASET, HUB_FILE = "huggan/anime-faces", "data.zip"
+HUB_REVISION = "67ebcf8c69b45feb3883d695f04227078a6c9da9"  # the commit that added data.zip (March 2022)
+HUB_NAME = f"Anime faces ({HUB_DATASET}, CC0)"
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+@dataclass(frozen=True)
+class FaceSource:
+    """Where the faces were found: a folder of JPEGs, or the Hub's zip; and what the card says."""
+
+    files: tuple[Path, ...] = ()
+    archive: Path | None = None
+    dataset: str = "animefacedataset"  # a Hub dataset id only when on the Hub (see training/card.py)
+    dataset_name: str = f"Anime Face Dataset (Kaggle {KAGGLE_DATASET} layout)"
 
 
 def anime_faces(run) -> TensorData:
     """The training faces on the device: the real dataset, or synthetic faces with --synthetic_data."""
     if run.config.synthetic_data:
         return run.to_device(synthetic_faces(256, seed=run.seed))
-    with run.accelerator.local_main_process_first():  # one process per machine decodes and caches
-        return run.to_device(load_anime_faces(run.data_dir))
+    with run.accelerator.local_main_process_first():  # one process per machine downloads, decodes and caches
+        source = find_anime_faces(run.data_dir)
+        faces = read_faces(source)
+    run.task = {**run.task, "dataset": source.dataset, "dataset_name": source.dataset_name}  # for the card
+    return run.to_device(faces)
 
 
 def load_anime_faces(data_dir: Path, size: int = 64) -> TensorData:
-    """Every face of <data_dir>/animefacedataset/images/*.jpg as uint8 (N, 3, size, size); labels 0.
+    """Every face of the first source that has them as uint8 (N, 3, size, size); labels 0."""
+    return read_faces(find_anime_faces(data_dir), size)
 
-    Decoded once (resize of the shorter side and centre crop, as the course's transforms),
-    then read from a safetensors cache keyed by the files' names, sizes and times.
-    """
-    folder = Path(data_dir) / ANIME_FOLDER / "images"
-    files = sorted(folder.glob("*.jpg")) if folder.is_dir() else []
-    if not files:
-        folder = download_anime_faces(folder)
-        files = sorted(folder.glob("*.jpg"))
-    key = hashlib.sha1(str(folder.resolve()).encode())
-    for f in files:
-        stat = f.stat()
-        key.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-    cached = cache_dir() / f"animefaces-{size}px-{len(files)}-{key.hexdigest()[:16]}.safetensors"
+
+def find_anime_faces(data_dir: Path) -> FaceSource:
+    """The first source of the module docstring that has the faces, downloading if needed."""
+    expected = Path(data_dir) / ANIME_FOLDER / "images"
+    files = _jpegs(expected)
+    if files:
+        return FaceSource(files=files)
+    reasons = []
+    try:
+        from huggingface_hub import hf_hub_download
+
+        archive = hf_hub_download(HUB_DATASET, HUB_FILE, repo_type="dataset", revision=HUB_REVISION)
+        return FaceSource(archive=Path(archive), dataset=HUB_DATASET, dataset_name=HUB_NAME)
+    except Exception as error:  # offline and not cached, the Hub down
+        reasons.append(f"the Hub dataset {HUB_DATASET}: {_first_line(error)}")
+    try:
+        import kagglehub
+
+        files = _jpegs(Path(kagglehub.dataset_download(KAGGLE_DATASET)) / "images")
+        if files:
+            return FaceSource(files=files)
+        reasons.append(f"Kaggle {KAGGLE_DATASET}: no images/*.jpg in its download")
+    except Exception as error:  # not installed, offline, no Kaggle access
+        reasons.append(f"Kaggle {KAGGLE_DATASET} through kagglehub: {_first_line(error)}")
+    raise DataNotFound(_missing(expected, reasons))
+
+
+def data_problem(data_dir: Path) -> str | None:
+    """None when the faces are on disk, in the Hugging Face cache, or downloadable now; else what to do."""
+    from huggingface_hub import get_hf_file_metadata, hf_hub_url, try_to_load_from_cache
+
+    expected = Path(data_dir) / ANIME_FOLDER / "images"
+    if _jpegs(expected) or isinstance(try_to_load_from_cache(
+            HUB_DATASET, HUB_FILE, revision=HUB_REVISION, repo_type="dataset"), str):
+        return None
+    try:
+        get_hf_file_metadata(hf_hub_url(HUB_DATASET, HUB_FILE, repo_type="dataset", revision=HUB_REVISION), timeout=10)
+        return None
+    except Exception as error:
+        reasons = [f"the Hub dataset {HUB_DATASET}: {_first_line(error)}"]
+    try:
+        import kagglehub  # noqa: F401  (whether Kaggle lets this machine download shows only then)
+
+        return None
+    except ImportError as error:
+        reasons.append(f"Kaggle {KAGGLE_DATASET} through kagglehub: {_first_line(error)}")
+    return _missing(expected, reasons)
+
+
+def _missing(expected: Path, reasons: list[str]) -> str:
+    return (f"anime faces not found in {expected}/ and could not be downloaded:\n"
+            + "".join(f"  - {reason}\n" for reason in reasons)
+            + f"Expected the Kaggle '{KAGGLE_DATASET}' layout: {expected}/*.jpg (64x64 or larger RGB JPEGs).\n"
+            "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has animefacedataset/images/, run once "
+            f"with network access to fetch {HUB_DATASET} from the Hub (no account needed), "
+            "or `pip install kagglehub` for Kaggle's copy.")
+
+
+def read_faces(source: FaceSource, size: int = 64) -> TensorData:
+    """The faces of `source`, decoded once, then read from a safetensors cache keyed by the files."""
+    if source.archive is not None:
+        key = hashlib.sha1(f"{HUB_DATASET}@{HUB_REVISION}/{HUB_FILE}:{source.archive.stat().st_size}".encode())
+        where, count = f"{HUB_DATASET}/{HUB_FILE}", "hub"
+    else:
+        key = hashlib.sha1(str(source.files[0].parent.resolve()).encode())
+        for f in source.files:
+            stat = f.stat()
+            key.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+        where, count = str(source.files[0].parent), len(source.files)
+    cached = cache_dir() / f"animefaces-{size}px-{count}-{key.hexdigest()[:16]}.safetensors"
     if cached.is_file():
         return read_cache(cached)
+    images = _unique_images(source.archive) if source.archive is not None else list(source.files)
+    print(f"[anime faces] decoding {len(images)} faces from {where} once (cached for later runs)")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # Pillow decodes without the GIL
-        decoded = [image for image in pool.map(lambda f: _decode(f, size), files) if image is not None]
+        decoded = [image for image in pool.map(lambda f: _decode(f, size), images) if image is not None]
     if not decoded:
-        raise DataNotFound(f"none of the {len(files)} JPEG files in {folder} could be decoded")
-    if len(decoded) < len(files):
-        print(f"[anime faces] skipped {len(files) - len(decoded)} unreadable files in {folder}", file=sys.stderr)
+        raise DataNotFound(f"none of the {len(images)} images in {where} could be decoded")
+    if len(decoded) < len(images):
+        print(f"[anime faces] skipped {len(images) - len(decoded)} unreadable files in {where}", file=sys.stderr)
     faces = TensorData(torch.stack(decoded), torch.zeros(len(decoded), dtype=torch.long))  # (N, 3, size, size)
     write_cache(cached, faces)
     return faces
 
 
-def _decode(path: Path, size: int) -> torch.Tensor | None:
+def _jpegs(folder: Path) -> tuple[Path, ...]:
+    return tuple(sorted(folder.glob("*.jpg"))) if folder.is_dir() else ()
+
+
+def _unique_images(archive: Path) -> list[io.BytesIO]:
+    """Every image file in the zip once (byte-identical copies skipped): the Hub's data.zip
+    holds 43,102 files for the 21,551 faces its card announces."""
+    seen, images = set(), []
+    with zipfile.ZipFile(archive) as zipped:  # read in memory: nothing is extracted to disk
+        for name in sorted(zipped.namelist()):
+            if name.lower().endswith(IMAGE_SUFFIXES) and not name.startswith("__MACOSX/"):
+                data = zipped.read(name)
+                digest = hashlib.sha1(data).digest()
+                if digest not in seen:
+                    seen.add(digest)
+                    images.append(io.BytesIO(data))
+    return images
+
+
+def _decode(file, size: int) -> torch.Tensor | None:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        with Image.open(file) as image:
             image = image.convert("RGB")
     except (OSError, UnidentifiedImageError):  # a truncated or broken file: skip it
         return None
@@ -71,24 +179,9 @@ def _decode(path: Path, size: int) -> torch.Tensor | None:
     return torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
 
 
-def download_anime_faces(expected: Path) -> Path:
-    """Download the Kaggle dataset with kagglehub (into its own cache); the `images` folder it holds."""
-    try:
-        import kagglehub
-
-        root = Path(kagglehub.dataset_download(KAGGLE_DATASET))
-        found = root / "images"
-        if not any(found.glob("*.jpg")):
-            raise FileNotFoundError(f"no images/*.jpg in the download at {root}")
-        return found
-    except Exception as error:  # not installed, offline, no Kaggle access
-        reason = str(error).splitlines()[0] if str(error) else error.__class__.__name__
-        raise DataNotFound(
-            f"anime faces not found in {expected}/ and could not be downloaded ({reason}).\n"
-            f"Expected the Kaggle '{KAGGLE_DATASET}' layout: {expected}/*.jpg (64x64 or larger RGB JPEGs).\n"
-            "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has animefacedataset/images/, "
-            "or `pip install kagglehub` and run once with network access to download it."
-        ) from error
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else error.__class__.__name__
 
 
 def synthetic_faces(n: int, seed: int, size: int = 64) -> TensorData:

@@ -1,10 +1,21 @@
-"""The model card: README.md whose YAML lists the final metrics as model-index results."""
+"""The model card: README.md whose YAML lists the final metrics as model-index results.
+
+The YAML says what the Hub indexes: the same `library_name`, `license` and tags as the
+models' mixin (shared/models/registry.py), the `pipeline_tag` (the task type unless TASK
+names one), and `datasets:` only where the dataset is on the Hub (a TASK `dataset` with a
+slash, e.g. `ylecun/mnist`; a plain name such as `insurance` is not linked anywhere). The
+card links only to places that exist: the project's own URL when its metadata has one
+(`[project.urls]` in pyproject.toml; none today), nothing invented.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from shared.models.registry import LIBRARY_NAME, LICENSE, TAGS, registered_name
 
 TEMPLATE = """---
 {{ card_data }}
@@ -14,7 +25,8 @@ TEMPLATE = """---
 
 {{ summary }}
 
-Trained with [zero-to-gans](https://github.com/zero-to-gans/zero-to-gans), lesson `{{ lesson }}`:
+Trained by the `{{ lesson }}` lesson of {{ project }}, the course "Deep Learning with PyTorch:
+Zero to GANs" as Hugging Face Accelerate programs:
 
 ```bash
 python -m training {{ lesson }} --profile {{ profile }}
@@ -26,10 +38,12 @@ python -m training {{ lesson }} --profile {{ profile }}
 
 ## Load it
 
+With the `shared/` package of zero-to-gans on the Python path:
+
 ```python
 from shared.models import MODELS
 
-model = MODELS["{{ model_name }}"].from_pretrained("{{ repo_hint }}")  # strict, safetensors only, eval() mode
+model = MODELS["{{ model_name }}"].from_pretrained("{{ repo_id }}")  # strict, safetensors only, eval() mode
 ```
 
 ## Training configuration
@@ -38,6 +52,9 @@ model = MODELS["{{ model_name }}"].from_pretrained("{{ repo_hint }}")  # strict,
 {{ config }}
 ```
 """
+
+# The load line of a card that is not on the Hub yet; `for_repo` puts the real repo id in.
+_LOAD_LINE = re.compile(r'(\]\.from_pretrained\(")[^"\n]*("\))')
 
 
 def model_card(snapshot, metrics: dict) -> ModelCard:
@@ -50,9 +67,11 @@ def model_card(snapshot, metrics: dict) -> ModelCard:
                 task_type=task["type"], task_name=task["type"].replace("-", " ").title(),
                 dataset_type=task["dataset"], dataset_name=task["dataset_name"], dataset_split=task.get("split", "test"),
                 metric_type=key.rsplit("_", 1)[-1], metric_name=label, metric_value=metrics[key]))
+    on_hub = "/" in task["dataset"]
     card_data = ModelCardData(
-        library_name="pytorch", license="mit", tags=["zero-to-gans", task["type"], "pytorch_model_hub_mixin"],
-        datasets=[task["dataset"]], pipeline_tag=task.get("pipeline_tag"),
+        library_name=LIBRARY_NAME, license=LICENSE,
+        tags=sorted({*TAGS, "pytorch_model_hub_mixin", "model_hub_mixin", task["type"]}),
+        datasets=[task["dataset"]] if on_hub else None, pipeline_tag=task.get("pipeline_tag", task["type"]),
         model_name=snapshot.lesson, eval_results=results or None,
     )
     lines = [f"| {label} | {metrics[key]} |" for key, label in task.get("metrics", {}).items() if key in metrics]
@@ -62,8 +81,32 @@ def model_card(snapshot, metrics: dict) -> ModelCard:
     results_md = "| metric | value |\n|---|---|\n" + "\n".join(lines) if lines else "(training in progress)"
     if not snapshot.complete:
         results_md = f"Checkpoint after epoch {snapshot.progress.epoch} (training not finished).\n\n" + results_md
+    published = snapshot.modules.get(snapshot.published)
+    model_name = (registered_name(type(published)) if published is not None else None) or snapshot.lesson
+    url = project_url()
     return ModelCard.from_template(
         card_data, template_str=TEMPLATE, lesson=snapshot.lesson, summary=task["summary"],
-        profile=snapshot.profile, results=results_md, model_name=snapshot.lesson,
-        repo_hint=f"<org>/{snapshot.lesson}", config=json.dumps(snapshot.config, indent=2),
+        project=f"[zero-to-gans]({url})" if url else "zero-to-gans",
+        profile=snapshot.profile, results=results_md, model_name=model_name,
+        repo_id=f"<org>/{snapshot.lesson}", config=json.dumps(snapshot.config, indent=2),
     )
+
+
+def for_repo(card_text: str, repo_id: str) -> str:
+    """The card as published to `repo_id`: its "Load it" snippet names that repo."""
+    return _LOAD_LINE.sub(lambda m: f"{m[1]}{repo_id}{m[2]}", card_text, count=1)
+
+
+def project_url() -> str | None:
+    """The project's source URL from its installed metadata ([project.urls]), or None."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("zero-to-gans").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        return None
+    found = dict(entry.split(", ", 1) for entry in urls if ", " in entry)
+    for label in ("Source", "Repository", "Homepage"):
+        if found.get(label, "").startswith("https://"):
+            return found[label]
+    return None

@@ -13,6 +13,7 @@ Data flows one way: `Run` hands `save` a `Snapshot` of plain values; `load` read
 back as a `Saved` that the command line hands to the next `Run`. Nothing here reaches into
 a Run. Every save builds the folder under a temporary name and swaps it in with renames, so
 a crash leaves either the previous checkpoint or the new one, never half of one.
+Publishing the folder to the Hub is `training.hub`'s job.
 """
 
 from __future__ import annotations
@@ -229,14 +230,3 @@ def write_file(path: Path, content) -> None:
 def _write_json(path: Path, value) -> None:
     path.write_text(json.dumps(value, indent=2) + "\n")
 
-
-def push_to_hub(folder: Path, repo_id: str, private: bool = False) -> str:
-    """Upload the checkpoint folder as one commit. The token comes from HF_TOKEN or `hf auth login`."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="model",
-                             commit_message=f"Upload {folder.name} from zero-to-gans",
-                             ignore_patterns=["resume/*", "resume/**"])
-    return info.commit_url

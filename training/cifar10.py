@@ -28,7 +28,15 @@ import torch.nn.functional as F
 
 from shared.models.cifar import CLASSES
 from shared.preprocessing import normalize_cifar
-from training.data import DataNotFound, TensorData, cache_dir, random_split, read_cache, write_cache
+from training.data import (
+    DataNotFound,
+    TensorData,
+    cache_dir,
+    random_split,
+    read_cache,
+    unreachable,
+    write_cache,
+)
 
 COURSE_ARCHIVE = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
@@ -51,13 +59,27 @@ def load_cifar10(data_dir: Path, download: bool = True) -> tuple[TensorData, Ten
         return load_image_folder(folder / "train"), load_image_folder(folder / "test")
     if batches.is_dir():
         return _load_torchvision(root, train=True), _load_torchvision(root, train=False)
-    raise DataNotFound(
-        f"CIFAR-10 not found in {root.resolve()}"
-        + (f" and the course archive could not be downloaded ({problem})" if problem else "") + ".\n"
-        f"Expected either {folder}/train/<class>/*.png|jpg and {folder}/test/<class>/... "
-        f"(the fast.ai layout, classes {', '.join(CLASSES)}) or torchvision's {batches}/.\n"
-        "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has one of them, "
-        f"or run once with network access to download {COURSE_ARCHIVE} there.")
+    raise DataNotFound(_missing(root, problem))
+
+
+def data_problem(data_dir: Path) -> str | None:
+    """None when CIFAR-10 is under `data_dir` or the course archive can be downloaded now; else what to do."""
+    root = Path(data_dir)
+    if ((root / "cifar10" / "train").is_dir() and (root / "cifar10" / "test").is_dir()) \
+            or (root / "cifar-10-batches-py").is_dir():
+        return None
+    problem = unreachable(COURSE_ARCHIVE)
+    return None if problem is None else _missing(root, problem)
+
+
+def _missing(root: Path, problem: str | None) -> str:
+    folder, batches = root / "cifar10", root / "cifar-10-batches-py"
+    return (f"CIFAR-10 not found in {root.resolve()}"
+            + (f" and the course archive could not be downloaded ({problem})" if problem else "") + ".\n"
+            f"Expected either {folder}/train/<class>/*.png|jpg and {folder}/test/<class>/... "
+            f"(the fast.ai layout, classes {', '.join(CLASSES)}) or torchvision's {batches}/.\n"
+            "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has one of them, "
+            f"or run once with network access to download {COURSE_ARCHIVE} there.")
 
 
 def download_course_archive(root: Path) -> None:

@@ -11,12 +11,9 @@ from pathlib import Path
 from training import LESSONS
 from training.config import ConfigError, describe, make_config
 from training.data import DataNotFound
+from training.hub import PublishError, check_can_publish, publish
 
 PROFILES = ("smoke", "cpu", "course")
-
-
-class PublishError(RuntimeError):
-    """Training finished but the upload to the Hub did not."""
 
 
 def lesson_module(name: str):
@@ -42,8 +39,12 @@ def parser() -> argparse.ArgumentParser:
                    help="checkpoint folders are written to OUT_DIR/<lesson>/ (default: checkpoints/)")
     p.add_argument("--resume", action="store_true", help="continue from the checkpoint in OUT_DIR/<lesson>/")
     p.add_argument("--push-to-hub", metavar="ORG/NAME",
-                   help="upload the checkpoint folder to this Hub model repo when training ends "
-                        "(with 'all': an org or user, each lesson goes to ORG/<lesson>)")
+                   help="when training ends, make this Hub model repo mirror the checkpoint folder in one "
+                        "commit (files gone from the folder are deleted there; resume/ is never uploaded). "
+                        "With 'all': an org or user, each lesson goes to ORG/<lesson>")
+    p.add_argument("--private", action="store_true",
+                   help="with --push-to-hub: create the repo private (default: the account's default "
+                        "visibility); an existing public repo is refused")
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None,
                    help="default: what `accelerate launch`/`accelerate config` says, else bf16 on a GPU, no on a CPU")
     p.add_argument("--tracker", choices=("trackio", "tensorboard"), default=None,
@@ -51,12 +52,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def make_run(name: str, overrides: list[str], *, profile: str | None, data_dir: Path, out_dir: Path,
-             resume: bool = False, mixed_precision: str | None = None, tracker: str | None = None,
-             on_progress=None):
-    """The lesson module and its Run, built as the command line builds them (the playground Space too)."""
+def lesson_config(name: str, overrides: list[str], *, profile: str | None, resume: bool, out_dir: Path):
+    """(module, saved checkpoint or None, profile, config) of a lesson as the command line runs it."""
     from training import checkpoint
-    from training.run import Run, make_accelerator
 
     module = lesson_module(name)
     # --resume: the saved run's profile and settings, then any override given now (e.g. more --epochs).
@@ -64,6 +62,16 @@ def make_run(name: str, overrides: list[str], *, profile: str | None, data_dir: 
     profile = saved.profile if saved is not None else profile or "cpu"
     config = make_config(module.Config, module.PROFILES[profile], overrides,
                          base=saved.config if saved is not None else None)
+    return module, saved, profile, config
+
+
+def make_run(name: str, overrides: list[str], *, profile: str | None, data_dir: Path, out_dir: Path,
+             resume: bool = False, mixed_precision: str | None = None, tracker: str | None = None,
+             on_progress=None):
+    """The lesson module and its Run, built as the command line builds them (the playground Space too)."""
+    from training.run import Run, make_accelerator
+
+    module, saved, profile, config = lesson_config(name, overrides, profile=profile, resume=resume, out_dir=out_dir)
     accelerator = make_accelerator(mixed_precision, tracker, out_dir)
     run = Run(name, module.TASK, config, profile, data_dir, out_dir, accelerator, saved=saved,
               on_progress=on_progress)
@@ -74,22 +82,48 @@ def make_run(name: str, overrides: list[str], *, profile: str | None, data_dir: 
     return module, run
 
 
-def run_lesson(name: str, args, overrides: list[str]) -> dict:
-    from training import checkpoint
+def repo_id_of(name: str, args) -> str:
+    return args.push_to_hub if args.lesson != "all" else f"{args.push_to_hub}/{name}"
 
+
+def check_data(plan: dict[str, list[str]], args) -> None:
+    """Before any lesson trains, every dataset the run reads is on disk or downloadable now.
+
+    A dataset missing offline then stops `all` in its first seconds instead of at the lesson
+    that needs it; nothing is decoded or downloaded here (a HEAD request per missing dataset).
+    """
+    from training import anime_faces, cifar10, mnist, tabular
+
+    checks = {"ylecun/mnist": mnist.data_problem, "uoft-cs/cifar10": cifar10.data_problem,
+              "insurance": tabular.data_problem, anime_faces.HUB_DATASET: anime_faces.data_problem}
+    problems: dict[str, str | None] = {}
+    for name, overrides in plan.items():
+        try:
+            module, _, _, config = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
+                                                 out_dir=args.out_dir)
+        except FileNotFoundError:  # nothing to --resume: the lesson itself says so
+            continue
+        dataset = module.TASK.get("dataset")
+        if not getattr(config, "synthetic_data", False) and dataset in checks and dataset not in problems:
+            problems[dataset] = checks[dataset](args.data_dir)
+    missing = [problem for problem in problems.values() if problem]
+    if missing:
+        raise DataNotFound("\n\n".join(missing) + "\n\nNothing was trained.")
+
+
+def run_lesson(name: str, args, overrides: list[str]) -> dict:
     module, run = make_run(name, overrides, profile=args.profile, data_dir=args.data_dir, out_dir=args.out_dir,
                            resume=args.resume, mixed_precision=args.mixed_precision, tracker=args.tracker)
     accelerator = run.accelerator
     metrics = module.train(run)
     run.print(f"[{name}] done: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "versions"))
     if args.push_to_hub and accelerator.is_main_process:
-        repo_id = args.push_to_hub if args.lesson != "all" else f"{args.push_to_hub}/{name}"
+        repo_id = repo_id_of(name, args)
         try:
-            url = checkpoint.push_to_hub(run.folder, repo_id)
-        except Exception as error:  # network, permissions, a bad repo id: say which, keep the checkpoint
-            raise PublishError(f"publishing {run.folder} to {repo_id} failed ({type(error).__name__}: "
-                               f"{str(error).splitlines()[0] if str(error) else ''}); the checkpoint is "
-                               f"kept, retry with `hf upload {repo_id} {run.folder} --exclude 'resume/*'`") from error
+            url = publish(run.folder, repo_id, private=True if args.private else None)
+        except PublishError as error:
+            retry = f"python -m training.hub {run.folder} {repo_id}" + (" --private" if args.private else "")
+            raise PublishError(f"{error}\nThe checkpoint is kept; publish it with `{retry}`") from None
         run.print(f"[{name}] published to {url}")
     accelerator.wait_for_everyone()
     return metrics
@@ -108,16 +142,22 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(0 if args.help else 2)
     if args.push_to_hub and args.lesson != "all" and "/" not in args.push_to_hub:
         sys.exit("error: --push-to-hub takes ORG/NAME (a Hub model repo id)")
+    if args.private and not args.push_to_hub:
+        sys.exit("error: --private goes with --push-to-hub")
     names = list(LESSONS) if args.lesson == "all" else [args.lesson]
     try:
         if args.lesson == "all":
             for override in overrides:
                 if not any(_applicable(lesson_module(n).Config, [override]) for n in names):
                     raise ConfigError(f"no lesson has the setting {override.split('=')[0]}")
-        for name in names:
-            lesson_overrides = overrides
-            if args.lesson == "all":  # a setting applies to the lessons that have it
-                lesson_overrides = _applicable(lesson_module(name).Config, overrides)
+        if args.push_to_hub:  # a missing token or a bad repo id stops the run now, not after training
+            for name in names:
+                check_can_publish(repo_id_of(name, args))
+        # With 'all', a setting applies to the lessons that have it.
+        plan = {name: _applicable(lesson_module(name).Config, overrides) if args.lesson == "all" else overrides
+                for name in names}
+        check_data(plan, args)
+        for name, lesson_overrides in plan.items():
             run_lesson(name, args, lesson_overrides)
         from accelerate import PartialState
 

@@ -19,6 +19,17 @@ class DataNotFound(FileNotFoundError):
     """The dataset is neither on disk nor downloadable; the message says what to do."""
 
 
+def unreachable(url: str, timeout: float = 10) -> str | None:
+    """Why `url` cannot be downloaded now (a HEAD request), or None if it can."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=timeout):
+            return None
+    except Exception as error:  # offline, DNS, HTTP 4xx/5xx, a proxy refusing
+        return f"{error.__class__.__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+
+
 @dataclass
 class TensorData:
     inputs: torch.Tensor  # e.g. uint8 images (N, H, W) or (N, C, H, W)

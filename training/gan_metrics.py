@@ -121,8 +121,9 @@ def fid(real: torch.Tensor, fake: torch.Tensor, batch_size: int = 64) -> dict:
     """{"fid": value, "fid_images": n} for uint8 image sets, or {"fid_note": why it was skipped}."""
     weights = inception_weights()
     if weights is None:
-        return {"fid_note": f"FID skipped: the Inception weights are not in the local cache "
-                            f"({Path(torch.hub.get_dir()) / 'checkpoints' / INCEPTION_FILE}); "
+        # No path here: the note is published in metrics.json, and a path would show this machine's.
+        return {"fid_note": f"FID skipped: the Inception weights are not in the local cache (torch-fidelity's "
+                            f"{INCEPTION_FILE} in the torch hub checkpoints folder); "
                             "set ZTG_INCEPTION_WEIGHTS to the file or download it once to measure FID"}
     try:
         from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from training.data import DataNotFound, TensorData, random_split
+from training.data import DataNotFound, TensorData, random_split, unreachable
 
 MNIST_FILES = ["train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"]
@@ -22,18 +22,35 @@ def load_mnist(data_dir: Path) -> tuple[TensorData, TensorData]:
     from torchvision.datasets import MNIST
 
     raw = Path(data_dir) / "MNIST" / "raw"
-    have = all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in MNIST_FILES)
+    have = _on_disk(raw)
     try:
         train = MNIST(data_dir, train=True, download=not have)
         test = MNIST(data_dir, train=False, download=not have)
     except Exception as error:  # offline, read-only, or a partial download
-        raise DataNotFound(
-            f"MNIST not found in {raw} and could not be downloaded ({str(error).splitlines()[0]}).\n"
+        raise DataNotFound(_missing(raw, str(error).splitlines()[0])) from error
+    return TensorData(train.data, train.targets), TensorData(test.data, test.targets)
+
+
+def data_problem(data_dir: Path) -> str | None:
+    """None when MNIST is under `data_dir` or torchvision can download it now; else what to do."""
+    from torchvision.datasets import MNIST
+
+    raw = Path(data_dir) / "MNIST" / "raw"
+    if _on_disk(raw):
+        return None
+    reasons = [unreachable(mirror + MNIST.resources[0][0]) for mirror in MNIST.mirrors]
+    return None if None in reasons else _missing(raw, reasons[0])
+
+
+def _on_disk(raw: Path) -> bool:
+    return all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in MNIST_FILES)
+
+
+def _missing(raw: Path, reason: str) -> str:
+    return (f"MNIST not found in {raw} and could not be downloaded ({reason}).\n"
             f"Expected the four IDX files {', '.join(MNIST_FILES)} (or their .gz) in {raw}/.\n"
             "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has MNIST/raw/, "
-            "or run once with network access to download it there."
-        ) from error
-    return TensorData(train.data, train.targets), TensorData(test.data, test.targets)
+            "or run once with network access to download it there.")
 
 
 def mnist_splits(run) -> tuple[TensorData, TensorData, TensorData]:

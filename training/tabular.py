@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from training.data import DataNotFound
+from training.data import DataNotFound, unreachable
 
 COLUMNS = ["age", "sex", "bmi", "children", "smoker", "region", "charges"]
 NUMERIC = {"age", "bmi", "children", "charges"}
@@ -36,13 +36,23 @@ def load_insurance(data_dir: Path, url: str = INSURANCE_URL) -> list[dict]:
         except Exception as error:  # offline, read-only, or not the file we expect
             problem = f"{error.__class__.__name__}: {error}"
     if not path.is_file():
-        raise DataNotFound(
-            f"the medical-cost data was not found at {path}"
+        raise DataNotFound(_missing(path, url, problem))
+    return read_csv(path.read_text())
+
+
+def data_problem(data_dir: Path, url: str = INSURANCE_URL) -> str | None:
+    """None when insurance.csv is under `data_dir` or can be downloaded now; else what to do."""
+    path = Path(data_dir) / "insurance" / "insurance.csv"
+    problem = None if path.is_file() else unreachable(url)
+    return None if problem is None else _missing(path, url, problem)
+
+
+def _missing(path: Path, url: str, problem: str | None) -> str:
+    return (f"the medical-cost data was not found at {path}"
             + (f" and could not be downloaded from {url} ({problem})" if problem else "") + ".\n"
             f"Expected one CSV file, {path}, with the header line {','.join(COLUMNS)}.\n"
             "Point --data-dir (or $ZTG_DATA_DIR) at a folder that has insurance/insurance.csv, "
             "or run once with network access to download it there.")
-    return read_csv(path.read_text())
 
 
 def download(url: str, path: Path) -> None:

@@ -3,6 +3,11 @@
 Each model is registered under a name (for the model a lesson trains, the lesson's name),
 built from JSON-serialisable keyword arguments, and round-trips through the Hub with
 `save_pretrained` / `from_pretrained`. Loading is safetensors-only and strict.
+
+A saved model says what it is: config.json holds its constructor arguments plus
+`"model_type": "<registered name>"`, which `from_pretrained` does not pass to the constructor.
+`model_name_of(config)` reads it back, so a repo named `my-org/sketch-cnn` can be checked to
+hold `mnist-cnn` (checkpoints saved before the key existed give None and still load).
 """
 
 from __future__ import annotations
@@ -14,15 +19,13 @@ from huggingface_hub import PyTorchModelHubMixin, hf_hub_download
 from torch import nn
 
 MODELS: dict[str, type[HubModel]] = {}
+MODEL_KEY = "model_type"  # config.json's name for the registered model, as in transformers' configs
+# The Hub metadata of every checkpoint, in the mixin here and in the cards of training/card.py.
+LIBRARY_NAME, LICENSE = "zero-to-gans", "mit"
+TAGS = ("zero-to-gans",)  # the mixin adds "pytorch_model_hub_mixin" and "model_hub_mixin"
 
 
-class HubModel(
-    nn.Module,
-    PyTorchModelHubMixin,
-    library_name="zero-to-gans",
-    tags=["zero-to-gans", "pytorch_model_hub_mixin"],
-    license="mit",
-):
+class HubModel(nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE, tags=list(TAGS)):
     """`nn.Module` that saves its constructor arguments as config.json next to model.safetensors.
 
     Subclasses set `input_shape`, the shape of one input without the batch dimension,
@@ -30,6 +33,14 @@ class HubModel(
     """
 
     input_shape: tuple[int, ...]
+
+    def save_pretrained(self, save_directory, *, config: dict | None = None, **kwargs):
+        """The mixin's save, with the registered name in config.json (see `model_name_of`)."""
+        config = dict(self._hub_mixin_config or {}) if config is None else dict(config)
+        name = registered_name(type(self))
+        if name is not None:
+            config[MODEL_KEY] = name
+        return super().save_pretrained(save_directory, config=config, **kwargs)
 
     @classmethod
     def _from_pretrained(cls, *, model_id, revision, cache_dir, force_download, local_files_only,
@@ -64,6 +75,21 @@ def register_model(name: str):
         return cls
 
     return add
+
+
+def registered_name(cls: type) -> str | None:
+    """The name `cls` was registered under (a subclass does not inherit its parent's)."""
+    return next((name for name, registered in MODELS.items() if registered is cls), None)
+
+
+def model_name_of(config: dict) -> str | None:
+    """The registered model a checkpoint holds, from its config.json; None if it does not say.
+
+    None means a checkpoint saved before config.json carried the name, or not one of ours:
+    the caller decides (the weights still load with `from_pretrained` when the class matches).
+    """
+    name = config.get(MODEL_KEY) if isinstance(config, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def build_model(name: str, **kwargs) -> HubModel:

@@ -76,8 +76,8 @@ PROFILES = {
     "course": dict(swd_images=4096, fid_images=10_000),
 }
 
-TASK = dict(type="unconditional-image-generation", dataset="splcher/animefacedataset",
-            dataset_name="Anime Face Dataset", pipeline_tag="unconditional-image-generation",
+TASK = dict(type="unconditional-image-generation", dataset="huggan/anime-faces",  # or the source found
+            dataset_name="Anime faces (huggan/anime-faces, CC0)", pipeline_tag="unconditional-image-generation",
             split="train",  # the dataset has no test split: SWD and FID compare with training faces
             metrics={"swd": "Sliced Wasserstein distance x1e3 (lower is better)", "fid": "FID"},
             summary="DCGAN that draws 64x64 anime faces: lesson 6 of Zero to GANs. "

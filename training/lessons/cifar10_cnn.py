@@ -50,7 +50,7 @@ PROFILES = {
     "course": dict(),
 }
 
-TASK = dict(type="image-classification", dataset="cifar10", dataset_name="CIFAR-10",
+TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name="CIFAR-10",
             metrics={"test_accuracy": "Test accuracy"},
             summary="The course's convolutional network on CIFAR-10 (no augmentation, so it "
                     "overfits): lesson 4 of Zero to GANs.")

@@ -48,7 +48,7 @@ PROFILES = {
     "course": dict(epochs=20, optimizer="sgd", lr=0.05),
 }
 
-TASK = dict(type="image-classification", dataset="cifar10", dataset_name="CIFAR-10",
+TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name="CIFAR-10",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Feed-forward network on CIFAR-10: assignment 3 of Zero to GANs.")
 

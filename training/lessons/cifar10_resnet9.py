@@ -62,7 +62,7 @@ PROFILES = {
     "course": dict(),
 }
 
-TASK = dict(type="image-classification", dataset="cifar10", dataset_name="CIFAR-10",
+TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name="CIFAR-10",
             metrics={"test_accuracy": "Test accuracy"},
             summary="ResNet9 with batchnorm, data augmentation and a one-cycle learning rate on "
                     "CIFAR-10: lesson 5 of Zero to GANs.")

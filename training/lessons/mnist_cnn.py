@@ -46,7 +46,7 @@ PROFILES = {
     "course": dict(width=32, epochs=15),  # a GPU trains the wider model in about the same time
 }
 
-TASK = dict(type="image-classification", dataset="mnist", dataset_name="MNIST",
+TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Small CNN with augmentation for hand-drawn digits (the model behind the digit sketchpad).")
 

@@ -64,7 +64,7 @@ PROFILES = {
     "course": dict(epochs=300, lr=2e-4, betas=[0.9, 0.999], swd_images=10_000, fid_images=10_000),
 }
 
-TASK = dict(type="unconditional-image-generation", dataset="mnist", dataset_name="MNIST",
+TASK = dict(type="unconditional-image-generation", dataset="ylecun/mnist", dataset_name="MNIST",
             pipeline_tag="unconditional-image-generation",
             metrics={"swd": "Sliced Wasserstein distance x1e3 (lower is better)", "fid": "FID"},
             summary="Fully connected GAN that draws MNIST digits: lesson 6 of Zero to GANs. "

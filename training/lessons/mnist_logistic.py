@@ -44,7 +44,7 @@ PROFILES = {
     "course": dict(epochs=20, optimizer="sgd", lr=1e-3, lr_schedule="constant"),
 }
 
-TASK = dict(type="image-classification", dataset="mnist", dataset_name="MNIST",
+TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Logistic regression (one linear layer, 784 -> 10) on MNIST digits: lesson 2 of Zero to GANs.")
 

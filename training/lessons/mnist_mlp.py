@@ -53,7 +53,7 @@ PROFILES = {
     "course": dict(epochs=10, optimizer="sgd", lr=0.5, augment=False),
 }
 
-TASK = dict(type="image-classification", dataset="mnist", dataset_name="MNIST",
+TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Feed-forward network on MNIST digits: lesson 3 of Zero to GANs.")
 

@@ -1,0 +1,285 @@
+"""Publishing to the Hub without a network: the exact calls, what is uploaded and deleted, the token.
+
+`HfApi` is replaced by `create_autospec(HfApi, instance=True)`, so a call with an argument
+name the installed huggingface_hub does not have fails here as it would against the Hub.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import pytest
+import torch
+from conftest import ROOT, train
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+from PIL import Image
+
+from training import LESSONS, hub
+from training.anime_faces import HUB_DATASET, HUB_FILE, HUB_REVISION, synthetic_faces
+
+TOKEN = "hf_FAKEtoken1234567890abcdefghij"
+
+
+@pytest.fixture(autouse=True)
+def fake_token(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+
+
+@pytest.fixture
+def api(monkeypatch):
+    """The HfApi every `HfApi()` in training.hub returns: a repo that holds files of an older, longer run."""
+    fake = mock.create_autospec(HfApi, instance=True)
+    fake.list_repo_files.return_value = [".gitattributes", "README.md", "config.json", "model.safetensors",
+                                         "samples/epoch_012.png", "resume/state.pt"]
+    fake.create_commit.return_value = SimpleNamespace(commit_url="https://huggingface.co/me/sketch/commit/0123abc")
+    fake.repo_info.return_value = SimpleNamespace(private=True)
+    monkeypatch.setattr(hub, "HfApi", mock.Mock(return_value=fake))
+    return fake
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    """A finished smoke checkpoint, trained once for the tests that only publish it."""
+    out = tmp_path_factory.mktemp("trained")
+    train("mnist-logistic", out)
+    return out / "mnist-logistic"
+
+
+def committed(api) -> tuple[dict[str, bytes], set[str], dict]:
+    """What the one create_commit call adds (path -> bytes), deletes, and its other arguments."""
+    api.create_commit.assert_called_once()
+    args, kwargs = api.create_commit.call_args
+    operations = list(kwargs.pop("operations", None) or args[1])
+    adds = {op.path_in_repo: op.path_or_fileobj if isinstance(op.path_or_fileobj, bytes)
+            else Path(op.path_or_fileobj).read_bytes() for op in operations if isinstance(op, CommitOperationAdd)}
+    deletes = {op.path_in_repo for op in operations if isinstance(op, CommitOperationDelete)}
+    return adds, deletes, {"repo_id": args[0] if args else kwargs.pop("repo_id"), **kwargs}
+
+
+def test_push_to_hub_mirrors_the_folder_in_one_commit(tmp_path, api):
+    from training.cli import main
+
+    main(["mnist-logistic", "--profile", "smoke", "--out-dir", str(tmp_path), "--push-to-hub", "me/sketch"])
+    folder = tmp_path / "mnist-logistic"
+    api.create_repo.assert_called_once_with("me/sketch", repo_type="model", private=None, exist_ok=True)
+    api.repo_info.assert_not_called()  # without --private the account's default visibility applies
+    api.upload_folder.assert_not_called()
+    adds, deletes, call = committed(api)
+    assert call["repo_id"] == "me/sketch" and call["repo_type"] == "model"
+    local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert sorted(adds) == [name for name in local if not name.startswith("resume/")]
+    assert {"config.json", "model.safetensors", "README.md", "metrics.json", "curves.png"} <= set(adds)
+    assert deletes == {"samples/epoch_012.png", "resume/state.pt"}  # .gitattributes stays
+    assert adds["model.safetensors"] == (folder / "model.safetensors").read_bytes()
+    card = adds["README.md"].decode()
+    assert 'MODELS["mnist-logistic"].from_pretrained("me/sketch")' in card and "<org>" not in card
+    assert "<org>/mnist-logistic" in (folder / "README.md").read_text()  # the folder is left as trained
+    assert TOKEN not in call["commit_message"] and all(TOKEN.encode() not in data for data in adds.values())
+
+
+def test_private_creates_a_private_repo_and_never_uploads_into_a_public_one(checkpoint, api):
+    assert hub.publish(checkpoint, "me/sketch", private=True).endswith("/commit/0123abc")
+    api.create_repo.assert_called_once_with("me/sketch", repo_type="model", private=True, exist_ok=True)
+    api.repo_info.assert_called_once_with("me/sketch", repo_type="model")
+    api.create_commit.reset_mock()
+    api.repo_info.return_value = SimpleNamespace(private=False)  # the repo existed, public
+    with pytest.raises(hub.PublishError, match="exists and is public"):
+        hub.publish(checkpoint, "me/sketch", private=True)
+    api.create_commit.assert_not_called()
+
+
+def test_the_token_never_leaves_the_process(tmp_path, api, capfd):
+    """A library error that quotes the token is reported without it; nothing written holds it."""
+    from training.cli import main
+
+    api.create_commit.side_effect = RuntimeError(f"401 Client Error: bad credentials {TOKEN} for url\ndetails")
+    with pytest.raises(SystemExit) as exit_:
+        main(["mnist-logistic", "--profile", "smoke", "--out-dir", str(tmp_path), "--push-to-hub", "me/sketch",
+              "--tracker", "tensorboard"])
+    assert exit_.value.code == 3
+    out, err = capfd.readouterr()
+    assert "publishing to me/sketch failed (RuntimeError: 401 Client Error: bad credentials hf_*** for url)" in err
+    assert "python -m training.hub" in err and "The checkpoint is kept" in err
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.name == "model.safetensors" for p in written) and any("tfevents" in p.name for p in written)
+    for text in [out, err, *(p.read_bytes().decode("latin-1") for p in written)]:
+        assert TOKEN not in text
+
+
+def test_no_token_or_a_bad_repo_id_stops_before_training(tmp_path, monkeypatch, capsys):
+    from training.cli import main
+
+    monkeypatch.setattr(hub, "get_token", lambda: None)
+    for repo, message in (("me/sketch", "hf auth login"), ("me/bad name", "is not a Hub repo id")):
+        with pytest.raises(SystemExit) as exit_:
+            main(["mnist-logistic", "--profile", "smoke", "--out-dir", str(tmp_path), "--push-to-hub", repo])
+        assert exit_.value.code == 3 and message in capsys.readouterr().err
+    assert not (tmp_path / "mnist-logistic").exists()
+
+
+def test_a_path_of_this_machine_or_an_unfinished_run_is_not_published(checkpoint, tmp_path, api):
+    folder = tmp_path / "mnist-logistic"
+    shutil.copytree(checkpoint, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    note = f"FID skipped: not in {Path.home() / '.cache' / 'torch'}"  # what metrics.json used to carry
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "fid_note": note}))
+    with pytest.raises(hub.PublishError, match="metrics.json holds a path of this machine"):
+        hub.publish(folder, "me/sketch")
+    (folder / "metrics.json").write_text(json.dumps({**metrics, "complete": False}))
+    with pytest.raises(hub.PublishError, match="unfinished run"):
+        hub.publish(folder, "me/sketch")
+    api.create_repo.assert_not_called()
+
+
+def test_fid_note_names_no_path():
+    from training.gan_metrics import fid
+
+    with mock.patch.dict(os.environ, {"ZTG_INCEPTION_WEIGHTS": "/nonexistent/inception.pth"}):
+        note = fid(synthetic_faces(2, seed=0).inputs, synthetic_faces(2, seed=1).inputs)["fid_note"]
+    assert str(Path(torch.hub.get_dir())) not in note and str(Path.home()) not in note and "/" not in note
+
+
+def test_cards_say_task_dataset_and_library_as_the_hub_reads_them():
+    from huggingface_hub import ModelCard
+
+    from shared.models.registry import HubModel
+    from training.card import model_card
+    from training.cli import lesson_module
+
+    pipeline = {"image-classification": {"mnist-logistic", "mnist-mlp", "mnist-cnn", "cifar10-mlp", "cifar10-cnn",
+                                         "cifar10-resnet9"},
+                "unconditional-image-generation": {"mnist-gan", "anime-dcgan"},
+                "tabular-regression": {"linear-regression", "insurance-regression"}}
+    datasets = {"mnist": ["ylecun/mnist"], "cifar10": ["uoft-cs/cifar10"], "anime": [HUB_DATASET],
+                "linear": None, "insurance": None}
+    mixin = HubModel._hub_mixin_info.model_card_data
+    for lesson in LESSONS:
+        snapshot = SimpleNamespace(task=lesson_module(lesson).TASK, lesson=lesson, profile="cpu", complete=True,
+                                   modules={}, published="model", config={}, progress=None)
+        card = ModelCard(str(model_card(snapshot, {})))
+        assert lesson in pipeline[card.data.pipeline_tag], lesson
+        assert card.data.datasets == next(v for k, v in datasets.items() if lesson.startswith(k)), lesson
+        assert (card.data.library_name, card.data.license) == (mixin.library_name, mixin.license)
+        assert set(mixin.tags) <= set(card.data.tags)
+        assert "github.com" not in card.text and "http" not in card.text  # no link the project does not have
+
+
+def test_every_checkpoint_says_which_model_it_holds(tmp_path):
+    from shared.models import MODELS
+    from shared.models.registry import model_name_of
+
+    for name, cls in MODELS.items():
+        cls().save_pretrained(tmp_path / name)
+        config = json.loads((tmp_path / name / "config.json").read_text())
+        assert model_name_of(config) == name
+        assert type(cls.from_pretrained(tmp_path / name)) is cls  # the extra key is not a constructor argument
+    old = tmp_path / "mnist-cnn"  # a checkpoint saved before the key existed still loads
+    config = json.loads((old / "config.json").read_text())
+    del config["model_type"]
+    (old / "config.json").write_text(json.dumps(config))
+    assert model_name_of(config) is None and not MODELS["mnist-cnn"].from_pretrained(old).training
+
+
+def fill_hub_cache(cache: Path, faces: torch.Tensor) -> None:
+    """The Hugging Face cache as huggingface_hub lays it out, holding a data.zip of PNG faces.
+
+    Like the real data.zip, every face is there twice, in two folders.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for folder in ("data", "data/data"):
+            for i, face in enumerate(faces):
+                png = io.BytesIO()
+                Image.fromarray(face.permute(1, 2, 0).numpy()).save(png, format="PNG")
+                archive.writestr(f"{folder}/{i}.png", png.getvalue())
+    blob = buffer.getvalue()
+    repo = cache / f"datasets--{HUB_DATASET.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "snapshots" / HUB_REVISION).mkdir(parents=True)
+    sha = hashlib.sha256(blob).hexdigest()
+    (repo / "blobs" / sha).write_bytes(blob)
+    (repo / "snapshots" / HUB_REVISION / HUB_FILE).symlink_to(Path("..") / ".." / "blobs" / sha)
+    (repo / "refs" / "main").write_text(HUB_REVISION)
+
+
+def test_anime_faces_come_from_the_hub_cache_offline(tmp_path):
+    faces = synthetic_faces(3, seed=0).inputs
+    fill_hub_cache(tmp_path / "hub", faces)
+    probe = """
+import contextlib, json, sys
+from pathlib import Path
+from types import SimpleNamespace
+from training.anime_faces import anime_faces, data_problem
+run = SimpleNamespace(config=SimpleNamespace(synthetic_data=False), data_dir=Path(sys.argv[1]), task={},
+                      accelerator=SimpleNamespace(local_main_process_first=contextlib.nullcontext),
+                      to_device=lambda data: data)
+data = anime_faces(run)
+data.inputs.numpy().tofile(sys.argv[2])
+print(json.dumps({"problem": data_problem(Path(sys.argv[1])), "shape": list(data.inputs.shape), **run.task}))
+"""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub"),
+           "ZTG_CACHE_DIR": str(tmp_path / "decoded"), "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "no-data"), str(tmp_path / "faces.bin")],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["problem"] is None and result["dataset"] == HUB_DATASET and "CC0" in result["dataset_name"]
+    assert result["shape"] == [3, 3, 64, 64]  # each face once, though the zip holds it twice
+    decoded = torch.frombuffer(bytearray((tmp_path / "faces.bin").read_bytes()), dtype=torch.uint8).view(3, 3, 64, 64)
+    assert sorted(decoded.flatten(1).sum(1).tolist()) == sorted(faces.flatten(1).sum(1).tolist())  # PNG: exact
+
+
+def test_the_data_dir_comes_before_the_hub_and_a_miss_names_all_three(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from training.anime_faces import DataNotFound, data_problem, find_anime_faces
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setitem(sys.modules, "kagglehub", None)
+    with pytest.raises(DataNotFound) as error:
+        find_anime_faces(tmp_path)
+    for message in (str(error.value), data_problem(tmp_path)):
+        for text in (str(tmp_path / "animefacedataset" / "images"), f"the Hub dataset {HUB_DATASET}: ",
+                     "kagglehub", "--data-dir"):
+            assert text in message
+    images = tmp_path / "animefacedataset" / "images"
+    images.mkdir(parents=True)
+    Image.new("RGB", (64, 64), "red").save(images / "0_2000.jpg")
+    source = find_anime_faces(tmp_path)
+    assert source.files == (images / "0_2000.jpg",) and "Kaggle" in source.dataset_name
+    assert data_problem(tmp_path) is None
+
+
+def test_all_checks_every_dataset_before_training(tmp_path, monkeypatch, capsys):
+    import huggingface_hub.constants
+
+    from training import cifar10, mnist, tabular
+    from training.cli import check_data, main, parser
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setitem(sys.modules, "kagglehub", None)
+    for module in (mnist, cifar10, tabular):  # as on a machine without a network
+        monkeypatch.setattr(module, "unreachable", lambda url: "URLError: offline")
+    with pytest.raises(SystemExit) as exit_:
+        main(["all", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    for text in ("MNIST not found", "CIFAR-10 not found", "medical-cost data was not found",
+                 "anime faces not found", "Nothing was trained"):
+        assert text in err
+    assert not (tmp_path / "out").exists()
+    smoke = parser().parse_args(["all", "--profile", "smoke", "--data-dir", str(tmp_path / "data")])
+    check_data({lesson: [] for lesson in LESSONS}, smoke)  # synthetic data needs nothing
