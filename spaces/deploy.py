@@ -89,17 +89,21 @@ def upload(space: str, repo_id: str, private: bool | None = None, weights_org: s
     """Stage `space` and upload it to the Space repo `repo_id` as one commit; returns the commit URL.
 
     `private=None` leaves a new repo's visibility to the account's default."""
-    from huggingface_hub import HfApi
+    import huggingface_hub
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    api = HfApi()
+    api = huggingface_hub.HfApi()
     with tempfile.TemporaryDirectory(prefix=f"space-{space}-") as tmp:
         folder = stage(space, Path(tmp) / space, weights_org)
         api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-        info = api.upload_folder(
-            repo_id=repo_id, repo_type="space", folder_path=folder,
-            commit_message=f"Deploy the {space} Space from zero-to-gans",
-            delete_patterns=["*.py"],  # Python files removed since the last deploy go too
-        )
+        # The Space mirrors the staged folder: a file gone from it (an old module) is deleted too.
+        local = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+        remote = api.list_repo_files(repo_id, repo_type="space")
+        operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=folder / name) for name in local]
+        operations += [CommitOperationDelete(path_in_repo=name) for name in sorted(set(remote) - set(local))
+                       if name != ".gitattributes"]
+        info = api.create_commit(repo_id, operations, repo_type="space",
+                                 commit_message=f"Deploy the {space} Space from zero-to-gans")
     return info.commit_url
 
 
@@ -120,14 +124,16 @@ def finished_checkpoints(root: Path) -> list[Path]:
 def publish(org: str, checkpoints: Path, private: bool | None = None) -> dict[str, str]:
     """Push every finished checkpoint to ORG/<lesson>, then every Space to ORG/<space> wired to them."""
     sys.path.insert(0, str(ROOT))
-    from training.hub import push_to_hub
+    from training.hub import check_can_publish
+    from training.hub import publish as push_checkpoint
 
     folders = finished_checkpoints(checkpoints)
     if not folders:
         raise SystemExit(f"error: no finished checkpoint under {checkpoints}/; train first (make train-all)")
+    check_can_publish(f"{org}/{folders[0].name}")  # no token: stop before anything is uploaded
     urls = {}
     for folder in folders:
-        urls[f"{org}/{folder.name}"] = push_to_hub(folder, f"{org}/{folder.name}", private=private)
+        urls[f"{org}/{folder.name}"] = push_checkpoint(folder, f"{org}/{folder.name}", private=private)
         print(f"[publish] model {org}/{folder.name}: {urls[f'{org}/{folder.name}']}", flush=True)
     for space in list_spaces():
         urls[f"spaces/{org}/{space}"] = upload(space, f"{org}/{space}", private=private, weights_org=org)

@@ -12,7 +12,7 @@ from unittest import mock
 import pytest
 from conftest import train
 from hub_cache import fill_hub_cache
-from huggingface_hub import HfApi, metadata_load
+from huggingface_hub import CommitOperationDelete, HfApi, metadata_load
 from spaces_util import ROOT, client, drawing, editor_value, staged_space
 
 sys.path.insert(0, str(ROOT / "spaces"))
@@ -49,23 +49,38 @@ def fake_api(monkeypatch) -> mock.MagicMock:
     """HfApi replaced by an autospec double: a call with a wrong argument fails as it would for real."""
     import huggingface_hub
 
+    import training.hub
+
     api = mock.create_autospec(HfApi, instance=True)
-    api.upload_folder.return_value.commit_url = "https://huggingface.co/commit/1"
-    monkeypatch.setattr(huggingface_hub, "HfApi", lambda *args, **kwargs: api)
+    api.create_commit.return_value.commit_url = "https://huggingface.co/commit/1"
+    api.list_repo_files.return_value = [".gitattributes", "README.md", "old_module.py"]
+    api.repo_info.return_value.private = True
+    for module in (huggingface_hub, training.hub):
+        monkeypatch.setattr(module, "HfApi", lambda *args, **kwargs: api)
+    monkeypatch.setenv("HF_TOKEN", "hf_FAKEtoken1234567890abcdefghij")
     return api
+
+
+def committed(call) -> dict[str, str]:
+    """{path: "add" or "delete"} of one create_commit call."""
+    return {op.path_in_repo: "delete" if isinstance(op, CommitOperationDelete) else "add"
+            for op in call.args[1]}
 
 
 def test_upload_is_one_commit_to_a_space_wired_to_the_org(monkeypatch):
     api = fake_api(monkeypatch)
-    readmes = []
-    api.upload_folder.side_effect = lambda **kw: readmes.append(
-        metadata_load(Path(kw["folder_path"]) / "README.md")) or mock.DEFAULT
+    readme = []
+    api.create_commit.side_effect = lambda repo_id, operations, **kw: readme.extend(
+        Path(op.path_or_fileobj).read_text() for op in operations if op.path_in_repo == "README.md") or mock.DEFAULT
     deploy.upload("digits", "acme/sketchpad", weights_org="acme")
     api.create_repo.assert_called_once_with("acme/sketchpad", repo_type="space", space_sdk="gradio",
                                             private=None, exist_ok=True)
-    (call,) = api.upload_folder.call_args_list
-    assert call.kwargs["repo_id"] == "acme/sketchpad" and call.kwargs["repo_type"] == "space"
-    assert readmes[0]["models"] == ["acme/mnist-cnn", "acme/mnist-mlp", "acme/mnist-logistic"]
+    (call,) = api.create_commit.call_args_list
+    assert call.args[0] == "acme/sketchpad" and call.kwargs["repo_type"] == "space"
+    files = committed(call)
+    assert files["app.py"] == files["shared/preprocessing.py"] == "add"
+    assert files["old_module.py"] == "delete" and ".gitattributes" not in files
+    assert "- acme/mnist-cnn" in readme[0] and "preload_from_hub" in readme[0]
 
 
 def test_publish_pushes_each_finished_checkpoint_then_every_space(monkeypatch, tmp_path):
@@ -74,10 +89,10 @@ def test_publish_pushes_each_finished_checkpoint_then_every_space(monkeypatch, t
     api = fake_api(monkeypatch)
     deploy.publish("acme", tmp_path / "checkpoints", private=True)
     created = [(c.args[0], c.kwargs["repo_type"], c.kwargs["private"]) for c in api.create_repo.call_args_list]
-    assert created[0] == ("acme/mnist-cnn", "model", True)
-    assert created[1:] == [(f"acme/{space}", "space", True) for space in deploy.list_spaces()]
-    spaces = [c.kwargs["repo_id"] for c in api.upload_folder.call_args_list if c.kwargs.get("repo_type") == "space"]
-    assert spaces == [f"acme/{space}" for space in deploy.list_spaces()]
+    assert created == [("acme/mnist-cnn", "model", True)] + [(f"acme/{s}", "space", True) for s in deploy.list_spaces()]
+    commits = [(c.args[0], c.kwargs["repo_type"]) for c in api.create_commit.call_args_list]
+    assert commits == [("acme/mnist-cnn", "model")] + [(f"acme/{s}", "space") for s in deploy.list_spaces()]
+    assert committed(api.create_commit.call_args_list[0])["model.safetensors"] == "add"
     with pytest.raises(SystemExit, match="no finished checkpoint"):
         deploy.publish("acme", tmp_path / "empty")
 
