@@ -14,11 +14,13 @@ ARGS ?=
 SPACE ?= digits
 HF_SPACE ?=
 HF_REPO ?=
+HF_ORG ?=
+WEIGHTS_ORG ?=
 PRIVATE ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train train-all push test lint bench browser space spaces space-digits space-cifar10 space-faces deploy-space clean
+.PHONY: help setup train train-all push test lint bench browser space spaces space-digits space-cifar10 space-faces deploy-space publish clean
 
 help:
 	@echo "make train-all [DATA_DIR=..] [PROFILE=smoke|cpu|course]  train every lesson into $(OUT_DIR)/"
@@ -27,7 +29,8 @@ help:
 	@echo "make test [PYTEST_ARGS='-k resume']                      run the test suite"
 	@echo "make lint | make bench [DATA_DIR=..]                     ruff; the benchmarks under bench/"
 	@echo "make space SPACE=digits | make spaces                    serve one Space / every Space locally"
-	@echo "make deploy-space SPACE=digits HF_SPACE=org/name         upload a Space to the Hub"
+	@echo "make deploy-space SPACE=digits HF_SPACE=org/name [WEIGHTS_ORG=org]  upload a Space to the Hub"
+	@echo "make publish HF_ORG=org [PRIVATE=1]                      every checkpoint to org/<lesson>, every Space to org/<space>"
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -77,8 +80,13 @@ spaces: setup
 	$(PY) spaces/deploy.py serve-all
 
 deploy-space: setup
-	@test -n "$(HF_SPACE)" || (echo "usage: make deploy-space SPACE=digits HF_SPACE=org/name"; exit 2)
-	$(PY) spaces/deploy.py upload $(SPACE) $(HF_SPACE)
+	@test -n "$(HF_SPACE)" || (echo "usage: make deploy-space SPACE=digits HF_SPACE=org/name [WEIGHTS_ORG=org]"; exit 2)
+	$(PY) spaces/deploy.py upload $(SPACE) $(HF_SPACE) $(if $(WEIGHTS_ORG),--weights-org $(WEIGHTS_ORG)) $(if $(PRIVATE),--private)
+
+# From trained checkpoints to live demos on your own account, in one command.
+publish: setup
+	@test -n "$(HF_ORG)" || (echo "usage: make publish HF_ORG=your-org [PRIVATE=1]"; exit 2)
+	$(PY) spaces/deploy.py publish $(HF_ORG) --checkpoints $(OUT_DIR) $(if $(PRIVATE),--private)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache artifacts
