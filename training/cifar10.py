@@ -136,13 +136,13 @@ def cifar_splits(run) -> tuple[TensorData, TensorData, TensorData]:
     return run.to_device(train), run.to_device(val), run.to_device(test)
 
 
-def synthetic_cifar(n: int, seed: int, num_classes: int = 10) -> TensorData:
+def synthetic_cifar(n: int, seed: int, num_classes: int = 10, size: int = 32) -> TensorData:
     """A learnable stand-in for CIFAR-10: one smooth colour pattern per class, plus noise."""
     g = torch.Generator().manual_seed(4321)  # the class patterns are the same for train and test
-    patterns = F.interpolate(torch.rand(num_classes, 3, 4, 4, generator=g), size=32, mode="bilinear")
+    patterns = F.interpolate(torch.rand(num_classes, 3, 4, 4, generator=g), size=size, mode="bilinear")
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(num_classes, (n,), generator=g)
-    images = patterns[labels] + 0.25 * torch.randn(n, 3, 32, 32, generator=g)
+    images = patterns[labels] + 0.25 * torch.randn(n, 3, size, size, generator=g)
     return TensorData((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
 
 
