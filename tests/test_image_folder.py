@@ -169,3 +169,21 @@ def test_channel_statistics():
     reference = images.double() / 255
     torch.testing.assert_close(torch.tensor(mean), reference.mean((0, 2, 3)).float(), atol=1e-4, rtol=0)
     torch.testing.assert_close(torch.tensor(std), reference.std((0, 2, 3)).float(), atol=1e-3, rtol=0)
+
+
+def test_resume_rebuilds_the_same_self_describing_model(tmp_path, monkeypatch):
+    from training.run import Run
+
+    straight = train("image-folder", tmp_path / "straight")
+    stop_agreed = Run._stop_agreed
+    monkeypatch.setattr(Run, "_stop_agreed", lambda self: self.epoch == 1)  # as a SIGTERM after epoch 1
+    with pytest.raises(SystemExit) as stopped:
+        train("image-folder", tmp_path / "resumed")
+    assert stopped.value.code == 0
+    monkeypatch.setattr(Run, "_stop_agreed", stop_agreed)
+    resumed = train("image-folder", tmp_path / "resumed", "--resume")
+    assert resumed["test_accuracy"] == straight["test_accuracy"]
+    a, b = (MODELS["image-folder"].from_pretrained(tmp_path / run / "image-folder") for run in ("straight", "resumed"))
+    assert (a.class_names, a.mean, a.std) == (b.class_names, b.mean, b.std)
+    for (key, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y), key
