@@ -153,10 +153,13 @@ def test_folders_that_cannot_train_a_classifier_stop_before_training(problem, me
 
 
 def test_the_course_data_folder_trains_three_cifar_classes(tmp_path, capsys):
+    (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
+    with pytest.raises(SystemExit) as error:  # not MNIST/ taken for a class: a clear error
+        train("image-folder", tmp_path / "out", "--synthetic_data=false", "--data-dir", str(tmp_path / "data"))
+    assert error.value.code == 2 and "without the CIFAR-10 image folders" in capsys.readouterr().err
     for split in ("train", "test"):
         write_folder(tmp_path / "data" / "cifar10" / split, per_class=6,
                      classes=("airplane", "automobile", "cat", "dog"))
-    (tmp_path / "data" / "MNIST").mkdir()
     metrics = train("image-folder", tmp_path / "out", "--synthetic_data=false", "--batch_size=4",
                     "--data-dir", str(tmp_path / "data"))
     assert metrics["classes"] == ["airplane", "cat", "dog"] and metrics["test_samples"] == 18

@@ -16,8 +16,8 @@ cannot be decoded is skipped and named with its reason. Folders that cannot trai
 classifier are errors before any training: no class or one class, an empty class folder,
 a class with no readable image.
 
-When DIR is the course's own data folder (it holds cifar10/train/, as `python -m training all`
-passes), the lesson trains on three classes of that CIFAR-10 copy, COURSE_DEMO, and says so.
+When DIR is the course's own data folder (it holds MNIST/, cifar10/, ..., as `python -m training
+all` passes it), the lesson trains on three classes of its CIFAR-10 images, COURSE_DEMO, and says so.
 
 Each folder is decoded once on all cores and cached like CIFAR-10 (under $ZTG_CACHE_DIR),
 keyed by the folder, the classes, the image size and every file's name, size and time; the
@@ -46,7 +46,11 @@ from training.data import (
 )
 
 COURSE_DEMO = ("airplane", "cat", "dog")  # the classes `all` trains on in the course's data folder
+COURSE_FOLDERS = ("MNIST", "cifar10", "cifar-10-batches-py", "animefacedataset", "insurance")
 VAL_FOLDERS = ("val", "valid", "validation")
+LAYOUT = ("Expected an image-classification folder: one subfolder of images per class, either "
+          "directly in it or under train/ (with val/ and test/ beside it if you have them). "
+          "Point --data-dir at it.")
 
 
 class BadDataset(ValueError):
@@ -76,7 +80,10 @@ def folder_splits(run) -> FolderData:
                           sources={"train": "generated", "val": "generated", "test": "generated"})
     else:
         folder, classes = Path(run.data_dir), cfg.classes
-        if not (folder / "train").is_dir() and (folder / "cifar10" / "train").is_dir():
+        if not (folder / "train").is_dir() and any((folder / name).is_dir() for name in COURSE_FOLDERS):
+            if not (folder / "cifar10" / "train").is_dir():
+                raise DataNotFound(f"{folder} is the course's data folder, without the CIFAR-10 image folders "
+                                   "(cifar10/train/) that image-folder takes its example from. " + LAYOUT)
             folder, classes = folder / "cifar10", classes or list(COURSE_DEMO)
             run.print(f"[image-folder] {run.data_dir} is the course's data folder: training on the CIFAR-10 "
                       f"classes {', '.join(classes)} as an example; point --data-dir at your own folder")
@@ -141,11 +148,6 @@ def load_folder(root: Path, classes: list[str], image_size: int, val_fraction: f
             raise BadDataset(f"{root} has too few images to hold out a {name} set ({sources[name]}); "
                              f"add images, a {name}/ folder beside train/, or raise --{name}_fraction")
     return FolderData(data["train"], data["val"], data["test"], found, skipped, sources)
-
-
-LAYOUT = ("Expected an image-classification folder: one subfolder of images per class, either "
-          "directly in it or under train/ (with val/ and test/ beside it if you have them). "
-          "Point --data-dir at it.")
 
 
 def class_folders(folder: Path) -> list[str]:
