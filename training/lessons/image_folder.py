@@ -25,8 +25,12 @@ names, the image size and those statistics, so a Space can serve the model uncha
 checkpoint has the CIFAR-10 lesson's figures: curves.png, confusion_matrix.png and
 misclassified.png (test images with their true and predicted class names).
 
-Expect: cpu profile on airplane, cat and dog of the JPEG copy of CIFAR-10 written at 64x64
-into a folder (train/ 15,000 images, test/ 3,000): MEASURED.
+Expect: cpu profile (width 16, 10 epochs of 128) on airplane, cat and dog of the JPEG copy of
+CIFAR-10, enlarged to 64x64 (bicubic, JPEG quality 95) into a folder of train/ (15,000; 10%
+held out for validation) and test/ (3,000): 86.50% test accuracy (airplanes 96.5%; most
+errors are cats and dogs taken for each other), the same in two runs; 608 s of training
+(221 img/s) on a 2-core AMD EPYC shared with other jobs (load average 5-6), 11 minutes in all
+with the decoding cached. Course profile: not measured (no GPU).
 """
 
 from __future__ import annotations
