@@ -98,7 +98,7 @@ def folder_splits(run) -> FolderData:
 def load_folder(root: Path, classes: list[str], image_size: int, val_fraction: float,
                 test_fraction: float, seed: int) -> FolderData:
     """Train, validation and test sets of `root` (see the module docstring for the layouts)."""
-    root = Path(root)
+    root = Path(root).resolve()  # files are named from root's parent on: "flowers/train/rose/1.jpg"
     if not root.is_dir():
         raise DataNotFound(f"{root} is not a folder. {LAYOUT}")
     train_dir = root / "train" if (root / "train").is_dir() else root
