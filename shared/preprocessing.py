@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFilter
 
-from shared.images import open_image
+from shared.images import flatten, open_image
 
 # MNIST training-set pixel statistics (of values in [0, 1]).
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
@@ -160,6 +160,24 @@ CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 
 def normalize_cifar(images: torch.Tensor) -> torch.Tensor:
     """uint8 RGB (B, 3, H, W) -> float (B, 3, H, W) with the course's per-channel statistics."""
-    mean = torch.tensor(CIFAR_MEAN, device=images.device).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR_STD, device=images.device).view(1, 3, 1, 1)
+    return normalize_images(images, CIFAR_MEAN, CIFAR_STD)
+
+
+def normalize_images(images: torch.Tensor, mean, std) -> torch.Tensor:
+    """uint8 RGB (B, 3, H, W) -> float (B, 3, H, W): (pixel / 255 - mean) / std per channel."""
+    mean = torch.tensor(mean, device=images.device).view(1, 3, 1, 1)
+    std = torch.tensor(std, device=images.device).view(1, 3, 1, 1)
     return (images.float() / 255 - mean) / std
+
+
+def square_image(image: Image.Image, size: int) -> Image.Image:
+    """A decoded image (any mode `open_image` returns) -> RGB size x size: what `image-folder` models see.
+
+    Transparency is flattened onto white and grey becomes RGB; the central square is cut out
+    (the longer side loses its edges, nothing is stretched) and resized with Lanczos, which
+    antialiases when shrinking (after whole-factor box reductions, for speed).
+    """
+    width, height = image.size
+    side = min(width, height)
+    box = ((width - side) // 2, (height - side) // 2, (width + side) // 2, (height + side) // 2)
+    return flatten(image).resize((size, size), Image.LANCZOS, box=box, reducing_gap=2.0)

@@ -148,11 +148,32 @@ def test_lesson_smoke_run(lesson, options, tmp_path):
         assert (folder / name).is_file(), name
     history = json.loads((folder / "history.json").read_text())
     assert {"train_loss", "val_loss", "val_accuracy"} <= set(history[-1])
+    if lesson == "cifar10-cnn":  # lesson 4's look inside: kernels and feature maps
+        assert (folder / "kernels.png").is_file() and (folder / "feature_maps.png").is_file()
     if "--fast=true" in options:  # the root is the running average; the raw weights are kept for --resume
         published = MODELS[lesson].from_pretrained(folder)
         raw = MODELS[lesson].from_pretrained(folder / "model")
         pairs = list(zip(published.state_dict().values(), raw.state_dict().values(), strict=True))
         assert not all(torch.equal(a, b) for a, b in pairs)
+
+
+def test_resnet9_draws_its_one_cycle_and_the_course_split_validates_on_the_test_set(tmp_path):
+    from training.lessons.cifar10_resnet9 import PROFILES, one_cycle, schedule
+
+    assert PROFILES["course"]["val_size"] == 0
+    main(["cifar10-resnet9", "--profile", "smoke", "--val_size=0", "--epochs=3", "--out-dir", str(tmp_path)])
+    folder = tmp_path / "cifar10-resnet9"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    history = json.loads((folder / "history.json").read_text())
+    # All 640 synthetic training images train (10 steps of 64), and the metrics say what validated.
+    assert metrics["validated_on"].startswith("the test set") and metrics["samples_per_second"] > 0
+    assert {"test_loss", "test_accuracy"} <= set(history[0]) and "val_accuracy" not in history[0]
+    assert history[-1]["test_accuracy"] == metrics["test_accuracy"]  # the same 256 images
+    # learning_rate.png draws the scheduler's own rates: they match the ones the run logged.
+    rates = schedule(lambda optimizer: one_cycle(optimizer, 0.01, 30), 30)
+    assert [round(rates[10 * e], 12) for e in (1, 2)] == [round(row["lr"], 12) for row in history[:2]]
+    assert max(rates) == pytest.approx(0.01) and rates.index(max(rates)) == 8  # peak after 30% of the 30 steps
+    assert (folder / "learning_rate.png").is_file()
 
 
 @pytest.mark.realdata

@@ -80,9 +80,11 @@ def test_smoke_run_writes_the_checkpoint_the_space_needs(lesson, tmp_path):
         assert all(key in row for row in history), key
     assert 0 < history[-1]["train_real_score"] < 1 and 0 < history[-1]["train_fake_score"] < 1
     grids = sorted(p.name for p in (folder / "samples").iterdir())
-    assert grids == ["epoch_001.png", "epoch_002.png"]
+    assert grids == ["epoch_000.png", "epoch_001.png", "epoch_002.png"]  # 000: before any training
     with Image.open(folder / "timelapse.gif") as gif:
-        assert gif.n_frames == 2
+        assert gif.n_frames == 3
+    with Image.open(folder / "real.png") as real, Image.open(folder / "samples" / "epoch_001.png") as grid:
+        assert real.size == grid.size  # 64 training images, in the grid the samples use
     assert (folder / "curves.png").is_file() and (folder / "resume" / "state.pt").is_file()
 
     generator = MODELS[lesson].from_pretrained(folder)  # the root is the generator, for the Space
@@ -127,6 +129,8 @@ def test_resume_restores_both_networks_and_both_optimizers(lesson, tmp_path):
                 assert torch.equal(v, states[1][name]["state"][param][k]), (name, param, k)
     losses = [[row["train_loss_g"] for row in json.loads((f / "history.json").read_text())] for f in (straight, resumed)]
     assert losses[0] == losses[1]
+    # The untrained generator's grid survives the resume (a resumed run must not redraw it trained).
+    assert (straight / "samples/epoch_000.png").read_bytes() == (resumed / "samples/epoch_000.png").read_bytes()
 
 
 def test_stopped_mid_epoch_the_dcgan_resumes_to_the_same_parameters(tmp_path, monkeypatch):

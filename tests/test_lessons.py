@@ -70,6 +70,7 @@ def test_checkpoint_folder_is_a_hub_model_repo(tmp_path):
 
     metrics = train("mnist-logistic", tmp_path)
     folder = tmp_path / "mnist-logistic"
+    assert (folder / "training_images.png").is_file()  # the notebook opens with the data
     card = ModelCard.load(folder / "README.md")
     assert card.data.license == "mit" and "zero-to-gans" in card.data.tags
     (result,) = card.data.eval_results
@@ -95,3 +96,12 @@ def test_checkpoint_folder_is_a_hub_model_repo(tmp_path):
     out = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == pytest.approx(model.linear.weight.sum().item())
+
+
+def test_mnist_mlp_course_schedule_is_the_notebooks_two_fits(tmp_path):
+    from training.lessons.mnist_mlp import PROFILES
+
+    assert PROFILES["course"]["lr_schedule"] == "step" and PROFILES["course"]["lr"] == 0.5
+    train("mnist-mlp", tmp_path, "--lr_schedule=step", "--optimizer=sgd", "--lr=0.5", "--epochs=4")
+    history = json.loads((tmp_path / "mnist-mlp" / "history.json").read_text())
+    assert [round(row["lr"], 9) for row in history] == [0.5, 0.5, 0.1, 0.1]  # fit(n, 0.5), then fit(n, 0.1)

@@ -33,7 +33,7 @@ shortest example):
 
 A checkpoint flows one way: `Run.snapshot()` -> `checkpoint.save` -> folder ->
 `checkpoint.load` -> the next `Run`. Datasets have a module each (`mnist`, `cifar10`,
-`anime_faces`), augmentation is in `augment`, evaluation in `evaluate`, figures in `plots`,
+`anime_faces`, `image_folder`), augmentation is in `augment`, evaluation in `evaluate`, figures in `plots`,
 GAN noise in `gan` and GAN metrics in `gan_metrics`.
 """
 
@@ -56,4 +56,5 @@ LESSONS: dict[str, str] = {
     "cifar10-resnet9": "cifar10_resnet9",
     "mnist-gan": "mnist_gan",
     "anime-dcgan": "anime_dcgan",
+    "image-folder": "image_folder",  # the course project, last: the lesson 5 recipe on any folder
 }

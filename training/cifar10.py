@@ -148,23 +148,28 @@ def _load_torchvision(root: Path, train: bool) -> TensorData:
 
 
 def cifar_splits(run) -> tuple[TensorData, TensorData, TensorData]:
-    """(train, validation, test) on the device; tiny synthetic pictures with --synthetic_data."""
+    """(train, validation, test) on the device; tiny synthetic pictures with --synthetic_data.
+
+    val_size=0 is the course's own split: every training image trains, and the validation set
+    is the test set (the lesson must then label its per-epoch metrics as test metrics).
+    """
     if run.config.synthetic_data:
         train, test = synthetic_cifar(640, seed=1), synthetic_cifar(256, seed=2)
     else:
         with run.accelerator.local_main_process_first():  # one process per machine downloads and decodes
             train, test = load_cifar10(run.data_dir)
     train, val = random_split(train, run.config.val_size, seed=run.config.seed)
-    return run.to_device(train), run.to_device(val), run.to_device(test)
+    train, test = run.to_device(train), run.to_device(test)
+    return train, (run.to_device(val) if run.config.val_size else test), test
 
 
-def synthetic_cifar(n: int, seed: int, num_classes: int = 10) -> TensorData:
+def synthetic_cifar(n: int, seed: int, num_classes: int = 10, size: int = 32) -> TensorData:
     """A learnable stand-in for CIFAR-10: one smooth colour pattern per class, plus noise."""
     g = torch.Generator().manual_seed(4321)  # the class patterns are the same for train and test
-    patterns = F.interpolate(torch.rand(num_classes, 3, 4, 4, generator=g), size=32, mode="bilinear")
+    patterns = F.interpolate(torch.rand(num_classes, 3, 4, 4, generator=g), size=size, mode="bilinear")
     g = torch.Generator().manual_seed(seed)
     labels = torch.randint(num_classes, (n,), generator=g)
-    images = patterns[labels] + 0.25 * torch.randn(n, 3, 32, 32, generator=g)
+    images = patterns[labels] + 0.25 * torch.randn(n, 3, size, size, generator=g)
     return TensorData((images.clamp(0, 1) * 255).round().to(torch.uint8), labels)
 
 

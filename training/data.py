@@ -8,6 +8,7 @@ split); each dataset has its own module: `mnist`, `cifar10`, `anime_faces`.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,14 +65,27 @@ def read_cache(path: Path) -> TensorData:
     return TensorData(images, tensors.get("labels", torch.zeros(len(images), dtype=torch.long)))
 
 
-def write_cache(path: Path, data: TensorData) -> None:
-    """Save decoded images and labels atomically; a read-only cache only costs a note."""
+def read_cache_notes(path: Path):
+    """The JSON value `write_cache(..., notes=...)` stored beside the tensors (None if none)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as file:
+        notes = (file.metadata() or {}).get("notes")
+    return None if notes is None else json.loads(notes)
+
+
+def write_cache(path: Path, data: TensorData, notes=None) -> None:
+    """Save decoded images and labels atomically; a read-only cache only costs a note.
+
+    notes: any JSON value about the decoding (e.g. the files skipped), stored in the same file.
+    """
     import safetensors.torch
 
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        safetensors.torch.save_file({"images": data.inputs, "labels": data.labels}, str(tmp))
+        metadata = None if notes is None else {"notes": json.dumps(notes)}
+        safetensors.torch.save_file({"images": data.inputs, "labels": data.labels}, str(tmp), metadata=metadata)
         tmp.replace(path)  # atomic: a reader sees the whole file or none
     except OSError as error:  # a read-only home is no reason to stop training
         print(f"note: could not cache the decoded dataset in {path.parent} ({error})")
@@ -81,3 +95,15 @@ def random_split(data: TensorData, holdout: int, seed: int) -> tuple[TensorData,
     """Seeded split into (len - holdout, holdout), the same on every run and every process."""
     order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
     return data.subset(order[holdout:]), data.subset(order[:holdout])
+
+
+def stratified_split(data: TensorData, fraction: float, seed: int) -> tuple[TensorData, TensorData]:
+    """Seeded split holding out `fraction` of every class (rounded half up), so small classes keep
+    their share on both sides; both parts stay in the original order."""
+    g = torch.Generator().manual_seed(seed)
+    held = torch.zeros(len(data), dtype=torch.bool)
+    for label in data.labels.unique().tolist():
+        members = (data.labels == label).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=g)]
+        held[members[: int(len(members) * fraction + 0.5)]] = True
+    return data.subset((~held).nonzero().flatten()), data.subset(held.nonzero().flatten())

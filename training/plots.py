@@ -1,4 +1,5 @@
-"""Figures written into checkpoints: training curves, image grids, confusion matrices, timelapses."""
+"""Figures written into checkpoints: training curves, image grids, confusion matrices, kernels and
+feature maps, learning rates, timelapses."""
 
 from __future__ import annotations
 
@@ -44,19 +45,71 @@ def image_grid(images: torch.Tensor, nrow: int = 8, value_range=(0, 1)) -> Image
 
 
 def predictions_figure(images: torch.Tensor, labels, predictions, class_names, title: str, cmap="gray"):
-    """A grid of images titled 'true / predicted', wrong ones in red."""
+    """A grid of images (B, C, H, W) in [0, 1] titled 'true / predicted', wrong ones in red;
+    with predictions=None, titled with their labels only (a look at the data)."""
     n = len(images)
     cols = min(8, n)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.9 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
-    for ax, image, label, pred in zip(axes.flat, images, labels, predictions, strict=False):
+    for ax, image, label, pred in zip(axes.flat, images, labels, labels if predictions is None else predictions, strict=False):
         picture = image.permute(1, 2, 0).squeeze(-1).cpu().numpy()
         ax.imshow(picture, cmap=cmap if picture.ndim == 2 else None)
-        ax.set_title(f"{class_names[label]} / {class_names[pred]}", fontsize=8,
-                     color="black" if label == pred else "red")
-    fig.suptitle(f"{title} (true / predicted)")
+        name = class_names[label] if predictions is None else f"{class_names[label]} / {class_names[pred]}"
+        ax.set_title(name, fontsize=8, color="black" if label == pred else "red")
+    fig.suptitle(title if predictions is None else f"{title} (true / predicted)")
+    fig.tight_layout()
+    return fig
+
+
+def kernels_figure(weight: torch.Tensor, title: str):
+    """First-layer kernels (C_out, 3, k, k) as colour tiles: grey is 0, each kernel scaled to its own range."""
+    weight = weight.detach().float().cpu()
+    scale = weight.abs().amax(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+    tiles = weight / scale / 2 + 0.5  # [-max, max] -> [0, 1]
+    cols = min(16, len(tiles))
+    rows = (len(tiles) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(0.8 * cols, 0.8 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, tile in zip(axes.flat, tiles, strict=False):
+        ax.imshow(tile.permute(1, 2, 0).numpy(), interpolation="nearest")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def feature_maps_figure(image: torch.Tensor, maps: dict[str, torch.Tensor], title: str, per_row: int = 16):
+    """One input image (3, H, W) in [0, 1], then each named stage's feature maps (C, h, w) as grey tiles."""
+    rows = [(len(m) + per_row - 1) // per_row for m in maps.values()]
+    fig = plt.figure(figsize=(per_row * 0.9 + 2.2, 0.9 * sum(rows) + 0.8 * len(maps)))
+    grid = fig.add_gridspec(sum(rows), per_row + 2)
+    ax = fig.add_subplot(grid[:, :2])
+    ax.imshow(image.permute(1, 2, 0).float().cpu().numpy())
+    ax.set_title("input", fontsize=9)
+    ax.axis("off")
+    row = 0
+    for (name, stage), height in zip(maps.items(), rows, strict=True):
+        for i, channel in enumerate(stage.detach().float().cpu()):
+            ax = fig.add_subplot(grid[row + i // per_row, 2 + i % per_row])
+            ax.imshow(channel.numpy(), cmap="gray")
+            ax.axis("off")
+            if i == 0:
+                ax.set_title(name, fontsize=9, loc="left")
+        row += height
+    fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def learning_rate_figure(rates: list[float], title: str):
+    """The learning rate of every optimizer step."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(rates) + 1), rates)
+    ax.set_xlabel("step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
 

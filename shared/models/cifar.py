@@ -85,19 +85,35 @@ class Cifar10ResNet9(HubModel):
 
     def __init__(self, width: int = 64, dropout: float = 0.2, num_classes: int = 10):
         super().__init__()
-        w = width
-        self.features = nn.Sequential(
-            conv_block(3, w),                                              # (B, w, 32, 32)
-            conv_block(w, 2 * w, pool=True),                               # (B, 2w, 16, 16)
-            Residual(conv_block(2 * w, 2 * w), conv_block(2 * w, 2 * w)),  # (B, 2w, 16, 16)
-            conv_block(2 * w, 4 * w, pool=True),                           # (B, 4w, 8, 8)
-            conv_block(4 * w, 8 * w, pool=True),                           # (B, 8w, 4, 4)
-            Residual(conv_block(8 * w, 8 * w), conv_block(8 * w, 8 * w)),  # (B, 8w, 4, 4)
-        )
-        self.classifier = nn.Sequential(
-            nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout),  # (B, 8w)
-            nn.Linear(8 * w, num_classes),                               # (B, 10)
-        )
+        self.features = resnet9_features(width)
+        self.classifier = resnet9_classifier(width, dropout, num_classes)
 
     def forward(self, images):
         return self.classifier(self.features(images))
+
+
+def resnet9_features(width: int, stem_pool: int = 1) -> nn.Sequential:
+    """ResNet9's convolutions, (B, 3, S, S) -> (B, 8w, S/8/stem_pool, ...); shapes below for S=32.
+
+    stem_pool > 1 max-pools the first block's output by that factor, so that larger images
+    reach the residual body at about 32x32 (parameter names do not change: pooling has none).
+    """
+    w = width
+    stem = conv_block(3, w)                                                # (B, w, 32, 32)
+    if stem_pool > 1:
+        stem.append(nn.MaxPool2d(stem_pool))
+    return nn.Sequential(
+        stem,
+        conv_block(w, 2 * w, pool=True),                               # (B, 2w, 16, 16)
+        Residual(conv_block(2 * w, 2 * w), conv_block(2 * w, 2 * w)),  # (B, 2w, 16, 16)
+        conv_block(2 * w, 4 * w, pool=True),                           # (B, 4w, 8, 8)
+        conv_block(4 * w, 8 * w, pool=True),                           # (B, 8w, 4, 4)
+        Residual(conv_block(8 * w, 8 * w), conv_block(8 * w, 8 * w)),  # (B, 8w, 4, 4)
+    )
+
+
+def resnet9_classifier(width: int, dropout: float, num_classes: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Dropout(dropout),  # (B, 8w)
+        nn.Linear(8 * width, num_classes),                           # (B, num_classes)
+    )

@@ -22,10 +22,14 @@ Space), so the checkpoint rank 0 writes is the state of the whole run. Batch sta
 per process, over the per-process batch the course's single GPU saw (SyncBatchNorm would
 normalise over the global batch and change the model with the number of processes).
 
-Every epoch writes `samples/epoch_NNN.png` (64 faces from fixed noise), the losses, the
+Before training, as the notebook does, the run saves `real.png` (64 training faces) and
+`samples/epoch_000.png` (the untrained generator's faces). Every epoch writes
+`samples/epoch_NNN.png` (64 faces from fixed noise), the losses, the
 mean scores D(x) and D(G(z)), and the sliced Wasserstein distance (SWD, lower is better)
 between generated faces and a fixed set of real ones; the end adds `timelapse.gif`,
 the curves, and FID when the Inception weights are in the local cache.
+On purpose unlike the notebook: the discriminator's real and fake halves get a backward each
+(above), and the cpu profile is narrower (width 32), shorter and publishes an EMA of the generator.
 
 Expect: cpu profile (width 32, 5 epochs of the 15,896-face subset at batch 64, 1,240
 steps, the published generator a moving average of the weights with decay 0.995): face
@@ -111,6 +115,10 @@ def train(run):
     zeros = torch.zeros_like(ones)
     memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     unwrap = run.accelerator.unwrap_model
+
+    if run.global_step == 0:  # a fresh run (a resumed one keeps its own): before any training, as the notebook
+        run.add_file("samples/epoch_000.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
+        run.add_file("real.png", image_grid(faces.inputs[:64], value_range=(0, 255)))
 
     for epoch in run.epochs():
         for images, _ in run.batches(faces, cfg.batch_size):

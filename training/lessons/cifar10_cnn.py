@@ -10,7 +10,11 @@ no regularisation, on purpose: read `curves.png`. In the first epochs both losse
 (the network underfits: it has not learnt all it can), then the training loss keeps
 falling while the validation loss turns up and the gap between training and validation
 accuracy widens (it overfits: it learns the 45,000 images rather than pictures in general).
-Lesson 5 (`cifar10-resnet9`) is what to do about it.
+Lesson 5 (`cifar10-resnet9`) is what to do about it. Besides the curves, the confusion matrix
+and misclassified test images, the checkpoint shows what the convolutions learnt: `kernels.png`
+(the first layer's 3x3 kernels) and `feature_maps.png` (a test image after the first two
+convolutions). On purpose unlike the notebook: inputs are normalised with the CIFAR-10 channel
+statistics that lesson 5 uses (the notebook feeds ToTensor's [0, 1]).
 
 Expect, on the JPEG copy of CIFAR-10: cpu profile (the course's layout at a quarter of
 the channels, 8 to 64, and its 10 epochs) 71.6% test accuracy after 249 s of training
@@ -30,6 +34,7 @@ from shared.models import build_model
 from shared.models.cifar import CLASSES
 from training.cifar10 import cifar_splits, conv_input
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
+from training.plots import feature_maps_figure, kernels_figure
 
 
 @dataclass
@@ -56,6 +61,20 @@ TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name
                     "overfits): lesson 4 of Zero to GANs.")
 
 
+@torch.no_grad()
+def draw_kernels_and_feature_maps(run, model, test_set):
+    """What the convolutions learnt: the first layer's kernels, and one test image after each of
+    the first two convolutions (+ ReLU), one grey tile per channel."""
+    model.eval()
+    image = test_set.inputs[:1]  # (1, 3, 32, 32) uint8
+    first = model.features[:2](conv_input(image))   # (1, w, 32, 32)
+    second = model.features[2:4](first)             # (1, 2w, 32, 32)
+    run.add_file("kernels.png", kernels_figure(model.features[0].weight, "cifar10-cnn: first layer's 3x3 kernels"))
+    run.add_file("feature_maps.png", feature_maps_figure(
+        image[0].float() / 255, {"conv 1 + ReLU": first[0], "conv 2 + ReLU": second[0]},
+        f"cifar10-cnn: feature maps of a test image ({CLASSES[test_set.labels[0]]})"))
+
+
 def train(run):
     cfg = run.config
     train_set, val_set, test_set = cifar_splits(run)
@@ -79,6 +98,7 @@ def train(run):
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
 
     test = report_test_set(run, model, test_set, conv_input, CLASSES)
+    draw_kernels_and_feature_maps(run, run.accelerator.unwrap_model(model), test_set)
     best = min(run.history, key=lambda row: row["val_loss"])
     run.print(f"[cifar10-cnn] lowest validation loss after epoch {best['epoch']} of {cfg.epochs}; "
               "after that the network overfits (see curves.png)")

@@ -8,6 +8,9 @@ Accelerate places the model, and the data already lives where the model is.
 
 Beyond the course, every batch is randomly shifted, rotated and rescaled (--augment):
 in a tuning run on the same split the 32-unit network went from 96.8% to 97.9% with it.
+On purpose unlike the notebook: inputs normalised with MNIST's mean and std, and the cpu profile
+trains with AdamW, a cosine decay and augmentation (course profile: the notebook's SGD, 5 epochs
+at 0.5 then 5 at 0.1, `--lr_schedule=step`, no augmentation).
 
 Expect (cpu profile; measured on a 2-core AMD EPYC with nothing else running): 98.06% test
 accuracy with the course's 32 hidden units after 47 s of training, and 99.10% with
@@ -36,6 +39,9 @@ class Config:
     batch_size: int = 128
     lr: float = 2e-3
     optimizer: Literal["adamw", "sgd"] = "adamw"  # sgd: as in the course
+    # cosine: decay to zero over the run; step: lr for the first half of the epochs, then lr * lr_drop
+    lr_schedule: Literal["cosine", "step"] = "cosine"
+    lr_drop: float = 0.2  # with step: the course's fit(5, 0.5) then fit(5, 0.1)
     weight_decay: float = 0.0  # with adamw
     augment: bool = True  # small random shifts, rotations and rescaling of every batch
     max_shift: float = 1.5  # pixels
@@ -49,8 +55,8 @@ class Config:
 PROFILES = {
     "smoke": dict(epochs=2, batch_size=64, val_size=128, synthetic_data=True),
     "cpu": dict(),
-    # The course: SGD, 5 epochs at 0.5 then 5 at 0.1, no augmentation (here a cosine decay from 0.5).
-    "course": dict(epochs=10, optimizer="sgd", lr=0.5, augment=False),
+    # The course: SGD, 5 epochs at 0.5 then 5 at 0.1, no augmentation.
+    "course": dict(epochs=10, optimizer="sgd", lr=0.5, lr_schedule="step", augment=False),
 }
 
 TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
@@ -67,12 +73,16 @@ def train(run):
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # Cosine decay to zero over the whole run: a few points of accuracy for free.
-    steps = cfg.epochs * run.steps_per_epoch(train_set, cfg.batch_size)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps)
+    steps_per_epoch = run.steps_per_epoch(train_set, cfg.batch_size)
+    if cfg.lr_schedule == "step":  # the course's two fits, as one schedule stepped every batch
+        scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=[max(1, cfg.epochs // 2) * steps_per_epoch], gamma=cfg.lr_drop)
+    else:  # cosine decay to zero over the whole run: a few points of accuracy for free
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
     model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
 
     for _ in run.epochs():
+        lr = scheduler.get_last_lr()[0]  # the rate of the epoch's first batch
         model.train()
         for images, labels in run.batches(train_set, cfg.batch_size):
             inputs = normalize_mnist(images)
@@ -85,7 +95,7 @@ def train(run):
             scheduler.step()
             run.log_step(loss=loss)
         val = evaluate_classifier(run, model, val_set, normalize_mnist)
-        run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"], lr=lr)
 
     test = evaluate_classifier(run, model, test_set, normalize_mnist)
     return run.finish(**test_metrics(test, model))

@@ -1,0 +1,219 @@
+"""Any image-classification folder as tensors: the data of the course project (`image-folder`).
+
+Layouts of DIR (`--data-dir`):
+
+    DIR/<class>/...                         one folder of images per class
+    DIR/train/<class>/...                   the same under train/, optionally with
+    DIR/val/<class>/... DIR/test/<class>/...  beside it (val/ may also be valid/ or validation/)
+
+A split with no folder of its own is a seeded sample of each class of the training images
+(`test_fraction`, then `val_fraction` of what is left). Inside a class folder every file,
+in subfolders too, is an image candidate, except hidden ones (.DS_Store, .ipynb_checkpoints/):
+it is decoded by `shared.images.open_image` (PNG, JPEG, WebP, GIF, BMP, TIFF or PPM, any
+mode, EXIF orientation applied), then `shared.preprocessing.square_image` makes it an RGB
+S x S picture (transparency on white, the central square, Lanczos resize). A file that
+cannot be decoded is skipped and named with its reason. Folders that cannot train a
+classifier are errors before any training: no class or one class, an empty class folder,
+a class with no readable image.
+
+When DIR is the course's own data folder (it holds MNIST/, cifar10/, ..., as `python -m training
+all` passes it), the lesson trains on three classes of its CIFAR-10 images, COURSE_DEMO, and says so.
+
+Each folder is decoded once on all cores and cached like CIFAR-10 (under $ZTG_CACHE_DIR),
+keyed by the folder, the classes, the image size and every file's name, size and time; the
+cache keeps the list of skipped files, so a cached run reports them too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from training.data import (
+    DataNotFound,
+    TensorData,
+    cache_dir,
+    read_cache,
+    read_cache_notes,
+    stratified_split,
+    write_cache,
+)
+
+COURSE_DEMO = ("airplane", "cat", "dog")  # the classes `all` trains on in the course's data folder
+COURSE_FOLDERS = ("MNIST", "cifar10", "cifar-10-batches-py", "animefacedataset", "insurance")
+VAL_FOLDERS = ("val", "valid", "validation")
+LAYOUT = ("Expected an image-classification folder: one subfolder of images per class, either "
+          "directly in it or under train/ (with val/ and test/ beside it if you have them). "
+          "Point --data-dir at it.")
+
+
+class BadDataset(ValueError):
+    """The folder cannot train a classifier; the message says why and what to change."""
+
+
+@dataclass
+class FolderData:
+    train: TensorData
+    val: TensorData
+    test: TensorData
+    class_names: list[str]
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of each file not used
+    sources: dict[str, str] = field(default_factory=dict)  # where each split came from
+
+
+def folder_splits(run) -> FolderData:
+    """The folder of --data-dir (or tiny synthetic pictures with --synthetic_data) split and on the device."""
+    cfg = run.config
+    if cfg.synthetic_data:
+        from training.cifar10 import synthetic_cifar
+
+        train, val = stratified_split(synthetic_cifar(384, seed=1, num_classes=3, size=cfg.image_size),
+                                      cfg.val_fraction, cfg.seed)
+        test = synthetic_cifar(96, seed=2, num_classes=3, size=cfg.image_size)
+        data = FolderData(train, val, test, [f"pattern_{i}" for i in range(3)],
+                          sources={"train": "generated", "val": "generated", "test": "generated"})
+    else:
+        folder, classes = Path(run.data_dir), cfg.classes
+        if not (folder / "train").is_dir() and any((folder / name).is_dir() for name in COURSE_FOLDERS):
+            if not (folder / "cifar10" / "train").is_dir():
+                raise DataNotFound(f"{folder} is the course's data folder, without the CIFAR-10 image folders "
+                                   "(cifar10/train/) that image-folder takes its example from. " + LAYOUT)
+            folder, classes = folder / "cifar10", classes or list(COURSE_DEMO)
+            run.print(f"[image-folder] {run.data_dir} is the course's data folder: training on the CIFAR-10 "
+                      f"classes {', '.join(classes)} as an example; point --data-dir at your own folder")
+        with run.accelerator.local_main_process_first():  # one process per machine decodes
+            data = load_folder(folder, classes, cfg.image_size, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+    for line in data.skipped:
+        run.print(f"[image-folder] skipped {line}")
+    data.train, data.val, data.test = (run.to_device(d) for d in (data.train, data.val, data.test))
+    return data
+
+
+def load_folder(root: Path, classes: list[str], image_size: int, val_fraction: float,
+                test_fraction: float, seed: int) -> FolderData:
+    """Train, validation and test sets of `root` (see the module docstring for the layouts)."""
+    root = Path(root).resolve()  # files are named from root's parent on: "flowers/train/rose/1.jpg"
+    if not root.is_dir():
+        raise DataNotFound(f"{root} is not a folder. {LAYOUT}")
+    train_dir = root / "train" if (root / "train").is_dir() else root
+    found = class_folders(train_dir)
+    if classes:
+        unknown = sorted(set(classes) - set(found))
+        if unknown:
+            raise BadDataset(f"--classes names {', '.join(unknown)}, not folders of {train_dir}; "
+                             f"its class folders are: {', '.join(found) or 'none'}")
+        found = sorted(set(classes))
+    if len(found) < 2:
+        what = f"one class folder ({found[0]})" if found else "no class folder"
+        raise BadDataset(f"{train_dir} has {what}; a classifier needs at least two. {LAYOUT}")
+    folders = {"train": train_dir}
+    if train_dir != root:
+        for name, candidates in (("val", VAL_FOLDERS), ("test", ("test",))):
+            present = [root / c for c in candidates if (root / c).is_dir()]
+            if present:
+                folders[name] = present[0]
+    files = {}
+    for name, folder in folders.items():  # every listing is checked before anything is decoded
+        extra = sorted(set(class_folders(folder)) - set(class_folders(train_dir)))
+        if extra:
+            raise BadDataset(f"{folder} has class folders that {train_dir} has not: {', '.join(extra)}")
+        files[name] = list_files(folder, found)
+
+    data, skipped = {}, []
+    for name, folder in folders.items():
+        data[name], bad = decode_folder(folder, files[name], found, image_size, root)
+        skipped += bad
+    counts = torch.bincount(data["train"].labels, minlength=len(found)).tolist()
+    for name, count in zip(found, counts, strict=True):
+        if count == 0:
+            why = [line for line in skipped if line.startswith(f"{(train_dir / name).relative_to(root.parent)}/")]
+            raise BadDataset(f"no file of {train_dir / name} could be read as an image ({'; '.join(why[:3])}"
+                             f"{'; ...' if len(why) > 3 else ''}); remove the folder or add images")
+    sources = {name: f"{folder.relative_to(root.parent)}/" for name, folder in folders.items()}
+    if "test" not in data:
+        data["train"], data["test"] = stratified_split(data["train"], test_fraction, seed)
+        sources["test"] = f"{test_fraction:.0%} of each class of {sources['train']}, seeded"
+    if "val" not in data:
+        rest = 1 - test_fraction if sources["test"].endswith("seeded") else 1  # of what test left
+        data["train"], data["val"] = stratified_split(data["train"], val_fraction / rest, seed + 1)
+        sources["val"] = f"{val_fraction:.0%} of each class of {sources['train']}, seeded"
+    for name in ("val", "test"):
+        if not len(data[name]):
+            raise BadDataset(f"{root} has too few images to hold out a {name} set ({sources[name]}); "
+                             f"add images, a {name}/ folder beside train/, or raise --{name}_fraction")
+    return FolderData(data["train"], data["val"], data["test"], found, skipped, sources)
+
+
+def class_folders(folder: Path) -> list[str]:
+    return sorted(d.name for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def list_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
+    """Every non-hidden file under each class folder that exists here, with its label."""
+    files = []
+    for label, name in enumerate(class_names):
+        if not (folder / name).is_dir():
+            continue  # a validation or test folder may lack a class
+        found = sorted(path for path in (folder / name).rglob("*") if path.is_file()
+                       and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+        if not found:
+            raise BadDataset(f"the class folder {folder / name} is empty; add images or remove it")
+        files += [(path, label) for path in found]
+    return files
+
+
+def decode_folder(folder: Path, files: list[tuple[Path, int]], class_names: list[str],
+                  image_size: int, root: Path) -> tuple[TensorData, list[str]]:
+    """uint8 (N, 3, S, S) and labels of the files that decode, and "path: reason" for the others."""
+    key = hashlib.sha256(f"{folder.resolve()}|{image_size}|{'/'.join(class_names)}".encode())
+    for path, label in files:
+        stat = path.stat()
+        key.update(f"{path.relative_to(folder)}:{label}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    cached = cache_dir() / "image-folder" / f"{folder.name}-{image_size}px-{key.hexdigest()[:16]}.safetensors"
+    if cached.is_file():
+        return read_cache(cached), read_cache_notes(cached)
+    print(f"[image-folder] decoding the {len(files)} files of {folder} at {image_size}x{image_size} "
+          "once (cached for later runs)")
+    with ThreadPoolExecutor(os.cpu_count()) as pool:  # PIL releases the GIL while it decodes
+        results = list(pool.map(lambda item: decode(item[0], image_size), files, chunksize=64))
+    kept = [(pixels, label) for (pixels, _), (_, label) in zip(results, files, strict=True) if pixels is not None]
+    skipped = [f"{path.relative_to(root.parent)}: {reason}"
+               for (_, reason), (path, _) in zip(results, files, strict=True) if reason is not None]
+    pixels = np.stack([p for p, _ in kept]) if kept else np.zeros((0, image_size, image_size, 3), np.uint8)
+    data = TensorData(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),  # (N, S, S, 3) -> (N, 3, S, S)
+                      torch.tensor([label for _, label in kept], dtype=torch.long))
+    write_cache(cached, data, notes=skipped)
+    return data, skipped
+
+
+def decode(path: Path, image_size: int):
+    """(uint8 (S, S, 3) array, None) for a usable image file, else (None, why not)."""
+    from shared.images import ImageError, open_image
+    from shared.preprocessing import square_image
+
+    try:
+        return np.asarray(square_image(open_image(path, size_hint=image_size), image_size)), None
+    except ImageError as error:  # its message is meant for people: keep the first clause
+        return None, str(error).split(";")[0].split(". ")[0].rstrip(".")
+    except Exception as error:  # noqa: BLE001  (whatever else a damaged file makes PIL raise)
+        return None, f"{type(error).__name__}: {error}"
+
+
+def channel_stats(images: torch.Tensor, chunk: int = 1024) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation of uint8 (N, 3, H, W) as values in [0, 1], 4 decimals."""
+    total = torch.zeros(3, dtype=torch.float64)
+    squares = torch.zeros(3, dtype=torch.float64)
+    for start in range(0, len(images), chunk):  # in chunks: a float copy of the whole set can be GBs
+        part = images[start:start + chunk].double() / 255
+        total += part.sum(dim=(0, 2, 3))
+        squares += (part ** 2).sum(dim=(0, 2, 3))
+    count = images.numel() / 3
+    mean = total / count
+    std = (squares / count - mean ** 2).clamp_min(1e-8).sqrt()
+    return [round(v, 4) for v in mean.tolist()], [round(max(v, 1e-3), 4) for v in std.tolist()]
