@@ -147,7 +147,9 @@ def staged_space(space: str, env: dict, tmp_path: Path):
 
     staged = deploy.stage(space, tmp_path / "space")
     python = isolated_python(tmp_path / "venv")
-    check = subprocess.run([python, "-c", "import shared"], cwd=tmp_path, capture_output=True)
+    # The environment the server gets below: nothing inherited (a PYTHONPATH would reach shared/).
+    check = subprocess.run([python, "-c", "import shared"], cwd=tmp_path, capture_output=True,
+                           env=app_env(inherit=False))
     assert check.returncode != 0, "the isolated Python must not see the project's shared/ package"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
