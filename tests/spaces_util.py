@@ -4,7 +4,8 @@
   it answers, stop it afterwards (its log is kept for failure messages);
 - `random_weights` / `trained_cnn`: model weights for an app, through its `ZTG_WEIGHTS_*` variables;
 - `drawing`, `png`: synthetic digits drawn like a person on a canvas, as images or file bytes;
-- `CHROMIUM`, `CHROMIUM_ARGS`, `draw_on_canvas`: Playwright driving Debian's Chromium.
+- `CHROMIUM`, `CHROMIUM_ARGS`, `draw_on_canvas`, `HeldRequests`, `stays_absent`: Playwright driving
+  Debian's Chromium.
 """
 
 from __future__ import annotations
@@ -299,6 +300,38 @@ def draw_on_canvas(page, canvas, digit: str, box=(0.25, 0.15, 0.5, 0.7), step_px
             for i in range(1, steps + 1):
                 page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
         page.mouse.up()
+
+
+class HeldRequests:
+    """Holds the page's requests to `url` (a glob) that `match`, as a very slow connection would,
+    until `release()`; other requests go through."""
+
+    def __init__(self, page, url: str, match=lambda request: True):
+        self.page, self.url, self.match, self.routes, self.holding = page, url, match, [], True
+        page.route(url, self._handle)
+
+    def _handle(self, route) -> None:
+        if self.holding and self.match(route.request):
+            self.routes.append(route)
+        else:
+            route.continue_()
+
+    def release(self) -> None:
+        self.holding = False
+        for route in self.routes:
+            route.continue_()
+        self.page.unroute(self.url, self._handle)
+
+
+def stays_absent(page, selector: str, seconds: float) -> bool:
+    """Whether nothing matches `selector` on the page for `seconds` (a late answer would add it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_selector(selector, state="attached", timeout=seconds * 1000)
+    except PlaywrightTimeout:
+        return True
+    return False
 
 
 # ---- importing and calling an app -------------------------------------------------------------

@@ -214,8 +214,11 @@ def test_empty_inputs_ask_for_a_drawing(api, files):
         assert label is None or not label.get("confidences")
     _, _, message = api.predict(None, "mnist-cnn", api_name="/predict_photo")
     assert message.startswith("Draw a digit")
-    cleared = api.predict(api_name="/clear")
-    assert cleared[-1].startswith("Draw a digit") and all(v is None for v in cleared[:2])
+    canvas, photo, label, preview, message = api.predict(api_name="/clear")
+    assert message.startswith("Draw a digit") and photo is None and preview is None and not label
+    # An explicitly empty canvas, not None: the page empties its canvas only when the value changes.
+    assert {key: canvas[key] for key in ("background", "layers", "composite")} == \
+        {"background": None, "layers": [], "composite": None}
 
 
 @pytest.mark.parametrize(("name", "expected"), [
