@@ -21,7 +21,7 @@ import torch
 from conftest import train
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import ARTIFACTS, ROOT, client, import_app, serve, staged_space
+from spaces_util import ARTIFACTS, ROOT, client, import_app, serve, staged_space, stays_absent
 
 APP = ROOT / "spaces" / "faces" / "app.py"
 TIMEOUT_MS = 60_000  # a busy 2-core machine runs browser, server and model together
@@ -276,6 +276,14 @@ def test_in_a_browser(server, browser):
         first = grid_source(page, "faces-grid")  # faces for seed 42 on load, without a click
         assert "seed **42**" not in page.locator("#message").inner_text()  # rendered, not raw markdown
         assert "seed 42" in page.locator("#message").inner_text()
+
+        # Clear while faces are being generated: the generation used to fill the page again after it.
+        page.locator("#generate").click()
+        page.evaluate("() => document.querySelector('#clear').click()")  # at once, as Playwright's click waits
+        page.wait_for_selector("#faces-grid img", state="detached")
+        assert stays_absent(page, "#faces-grid img", seconds=5), "faces generated before Clear were shown after it"
+        page.locator("#clear").click()  # and again, on a cleared page
+        assert stays_absent(page, "#faces-grid img", seconds=1) and not page.locator("#message").inner_text()
 
         page.locator("#surprise").click()
         surprised = grid_source(page, "faces-grid", first)

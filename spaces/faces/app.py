@@ -241,12 +241,12 @@ def png_bytes(image: Image.Image) -> bytes:
 # ---- page events -----------------------------------------------------------------------------
 
 
-def show_model(model_name: str, seed, count):
-    """After the picker changed (and on load): new faces, and that model's timeline at its last epoch."""
+def show_timeline(model_name: str):
+    """After the picker changed (and on load): that model's timeline at its last epoch."""
     grids = TIMELINES.get(model_name) or {}
     last = max(grids) if grids else 1
     slider = gr.Slider(minimum=1, maximum=max(last, 2), value=last, interactive=bool(grids))
-    return (*faces(model_name, seed, count), slider, *timeline(model_name, last))
+    return (slider, *timeline(model_name, last))
 
 
 with gr.Blocks(title="Zero to GANs: face generator", delete_cache=(600, 3600)) as demo:
@@ -292,20 +292,28 @@ with gr.Blocks(title="Zero to GANs: face generator", delete_cache=(600, 3600)) a
     # themselves, so a bad value gets a message written for a person, not a component's error.
     outputs = [picture, download, message]
     raw = dict(preprocess=False)
-    generate_button.click(faces, [model, seed, count], outputs, api_name="generate", **raw)
-    surprise_button.click(surprise, [model, count], [seed, *outputs], api_name="surprise", **raw)
-    clear_button.click(clear, None, outputs, api_name="clear", show_progress="hidden")
+    generations = [
+        generate_button.click(faces, [model, seed, count], outputs, api_name="generate", **raw),
+        surprise_button.click(surprise, [model, count], [seed, *outputs], api_name="surprise", **raw),
+        *(slider.release(faces, [model, seed, count], outputs, api_name=f"faces_on_{slider.elem_id}",
+                         api_visibility="private", show_progress="hidden", trigger_mode="always_last", **raw)
+          for slider in (seed, count)),
+        # New faces and the timeline are separate events, so that Clear can cancel the faces alone.
+        model.change(faces, [model, seed, count], outputs, api_name="faces_on_model",
+                     api_visibility="private", **raw),
+        demo.load(faces, [model, seed, count], outputs, api_name="faces_on_load",
+                  api_visibility="private", **raw),
+    ]
+    # A generation still running when Clear is pressed would fill the page again just after it.
+    clear_button.click(clear, None, outputs, api_name="clear", show_progress="hidden", cancels=generations)
     animate_button.click(interpolate, [model, seed_a, seed_b, frames], [animation, animation_message],
                          api_name="interpolate", **raw)
     epoch.change(timeline, [model, epoch], [epoch_grid, epoch_message], api_name="timeline",
                  show_progress="hidden", trigger_mode="always_last", **raw)
-    for slider in (seed, count):
-        slider.release(faces, [model, seed, count], outputs, api_name=f"faces_on_{slider.elem_id}",
-                       api_visibility="private", show_progress="hidden", trigger_mode="always_last", **raw)
-    model.change(show_model, [model, seed, count], [*outputs, epoch, epoch_grid, epoch_message],
-                 api_name="show_model", api_visibility="private", **raw)
-    demo.load(show_model, [model, seed, count], [*outputs, epoch, epoch_grid, epoch_message],
-              api_name="show_first", api_visibility="private", **raw)
+    model.change(show_timeline, [model], [epoch, epoch_grid, epoch_message], api_name="timeline_on_model",
+                 api_visibility="private", **raw)
+    demo.load(show_timeline, [model], [epoch, epoch_grid, epoch_message], api_name="timeline_on_load",
+              api_visibility="private", **raw)
 
 # A public Space: a bounded queue, two generations at a time (2 CPU cores), errors shown only
 # as the messages written above, no monitoring endpoint.
