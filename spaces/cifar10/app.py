@@ -256,10 +256,11 @@ with gr.Blocks(title="Zero to GANs: CIFAR-10 classifier") as demo:
             message = gr.Markdown(PROMPT, elem_id="message")
     outputs = [label, preview, heatmap, message]
 
-    image.change(image_event, [image, model], outputs, api_name="predict", preprocess=False,
-                 show_progress="hidden")
-    model.change(image_event, [image, model], outputs, api_name="predict_current",
-                 api_visibility="undocumented", preprocess=False, show_progress="hidden")
+    # One event for a new photo, a removed one and a new model: while it runs, the page holds any
+    # newer trigger and then runs once more with what it shows by then. As two events, a removal
+    # during a model switch let the switch's answer land after it, beside no photo.
+    gr.on([image.change, model.change], image_event, [image, model], outputs, api_name="predict",
+          preprocess=False, show_progress="hidden", trigger_mode="always_last")
 
 # A public Space: small uploads, a bounded queue, two predictions at a time (2 CPU cores),
 # errors shown only as the messages written above, no monitoring endpoint.
