@@ -9,7 +9,9 @@ from pathlib import Path
 import gradio
 import pytest
 from huggingface_hub import metadata_load
-from spaces_util import ROOT, client, drawing, editor_value, random_weights, staged_space
+
+from harness.drawings import drawing
+from harness.spaces import ROOT, client, editor_value, random_weights, staged_space
 
 sys.path.insert(0, str(ROOT / "spaces"))
 import deploy  # noqa: E402

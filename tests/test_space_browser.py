@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 from conftest import find_datasets
 from PIL import Image
-from spaces_util import (
+
+from harness.drawings import draw_on_canvas, drawing
+from harness.spaces import (
     ARTIFACTS,
     ROOT,
     HeldRequests,
-    draw_on_canvas,
-    drawing,
     random_weights,
     serve,
     stays_absent,

@@ -17,19 +17,18 @@ import torch
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import (
+
+from harness.drawings import huge_png_header, png
+from harness.spaces import (
     ROOT,
     HeldRequests,
     client,
-    huge_png_header,
     import_app,
-    png,
     random_weights,
     serve,
     staged_space,
     stays_absent,
 )
-
 from shared.models import build_model
 from shared.preprocessing import normalize_cifar
 

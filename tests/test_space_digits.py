@@ -15,14 +15,13 @@ import pytest
 from conftest import find_datasets
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import (
+
+from harness.drawings import drawing, huge_png_header, png
+from harness.spaces import (
     ROOT,
     client,
-    drawing,
     editor_value,
-    huge_png_header,
     import_app,
-    png,
     random_weights,
     serve,
     trained_cnn,

@@ -21,7 +21,8 @@ import torch
 from conftest import train
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import ARTIFACTS, ROOT, client, import_app, serve, staged_space, stays_absent
+
+from harness.spaces import ARTIFACTS, ROOT, client, import_app, serve, staged_space, stays_absent
 
 APP = ROOT / "spaces" / "faces" / "app.py"
 TIMEOUT_MS = 60_000  # a busy 2-core machine runs browser, server and model together
