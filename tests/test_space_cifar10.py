@@ -29,6 +29,7 @@ from harness.spaces import (
     staged_space,
     stays_absent,
 )
+from shared import serving
 from shared.models import build_model
 from shared.preprocessing import normalize_cifar
 
@@ -65,6 +66,12 @@ def photo(size=(640, 480)) -> Image.Image:
 def test_all_models_load_and_resnet9_is_the_default(app):
     assert set(app.MODELS) == set(MODEL_NAMES) and not app.MISSING
     assert app.MODEL_NAMES[0] == "cifar10-resnet9"
+
+
+def test_served_with_the_shared_settings(app):
+    """shared/serving.py: Gradio's cache pruned, the same bounded queue, output files pruned too."""
+    assert app.demo.delete_cache == serving.DELETE_CACHE
+    assert app.demo._queue.max_size == serving.MAX_QUEUE and isinstance(app.OUTPUTS, serving.OutputFiles)
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)

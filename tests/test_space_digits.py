@@ -26,6 +26,7 @@ from harness.spaces import (
     serve,
     trained_cnn,
 )
+from shared import serving
 
 APP = ROOT / "spaces" / "digits" / "app.py"
 CLEAR_DIGITS = ["1", "7", "0", "4"]  # drawings every trained CNN must read
@@ -61,6 +62,12 @@ def trained(weights):
 def test_all_models_load_and_the_cnn_is_the_default(app):
     assert set(app.MODELS) == {"mnist-cnn", "mnist-mlp", "mnist-logistic"} and not app.MISSING
     assert app.MODEL_NAMES[0] == "mnist-cnn"
+
+
+def test_served_with_the_shared_settings(app):
+    """shared/serving.py: Gradio's cache pruned, the same bounded queue, output files pruned too."""
+    assert app.demo.delete_cache == serving.DELETE_CACHE
+    assert app.demo._queue.max_size == serving.MAX_QUEUE and isinstance(app.OUTPUTS, serving.OutputFiles)
 
 
 @pytest.mark.parametrize("model_name", ["mnist-cnn", "mnist-mlp", "mnist-logistic"])

@@ -23,6 +23,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from harness.spaces import ARTIFACTS, ROOT, client, import_app, serve, staged_space, stays_absent
+from shared import serving
 
 APP = ROOT / "spaces" / "faces" / "app.py"
 TIMEOUT_MS = 60_000  # a busy 2-core machine runs browser, server and model together
@@ -59,6 +60,12 @@ def test_both_generators_load_with_their_timelines(app):
     assert set(app.MODELS) == {"anime-dcgan", "mnist-gan"} and not app.MISSING
     assert app.MODEL_NAMES[0] == "anime-dcgan"
     assert {name: list(grids) for name, grids in app.TIMELINES.items()} == {"anime-dcgan": [1, 2], "mnist-gan": [1, 2]}
+
+
+def test_served_with_the_shared_settings(app):
+    """shared/serving.py: Gradio's cache pruned, the same bounded queue, output files pruned too."""
+    assert app.demo.delete_cache == serving.DELETE_CACHE
+    assert app.demo._queue.max_size == serving.MAX_QUEUE and isinstance(app.OUTPUTS, serving.OutputFiles)
 
 
 def shown_width(width: int) -> int:

@@ -17,12 +17,7 @@ API (every endpoint named; see "Use via API" in the page footer):
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,17 +36,17 @@ from shared.images import (  # noqa: E402
     open_image,
 )
 from shared.preprocessing import sketch_to_mnist  # noqa: E402
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
 MODEL_NAMES = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
 PREVIEW_SCALE = 8            # the 28x28 input is shown as 224x224, one block per pixel
-PREVIEW_DIR = Path(tempfile.gettempdir()) / "zero-to-gans-digits"
-PREVIEW_MAX_AGE = 3600       # seconds a preview file is kept
 PHOTO_SIDE = 1024            # photos are decoded at about this size (JPEG draft mode)
 DRAW_PROMPT = "Draw a digit (0-9) on the canvas, or upload a photo of one."
 
 install_decoder_limits()
 MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "digits")
+OUTPUTS = OutputFiles("digits")
 
 
 # ---- prediction (pure functions of their inputs and the loaded models) ---------------------
@@ -75,37 +70,8 @@ def classify(image, model_name: str):
 
 
 def preview_file(pixels) -> str:
-    """The model's 28x28 input, enlarged, as a PNG file named after its content.
-
-    Why a file: Gradio rewrites an image returned as an array into its cache on every request,
-    so a client fetching the same image at that moment can receive a truncated file (seen with
-    32 clients sending the same drawing). A finished file is written once, atomically, and Gradio
-    copies files atomically.
-    """
-    path = PREVIEW_DIR / f"{hashlib.sha1(pixels.tobytes()).hexdigest()}.png"
-    if not path.exists():
-        PREVIEW_DIR.mkdir(exist_ok=True)
-        partial = path.with_name(f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.png")
-        Image.fromarray(pixels.repeat(PREVIEW_SCALE, 0).repeat(PREVIEW_SCALE, 1)).save(partial)
-        os.replace(partial, path)
-        prune_previews()
-    return str(path)
-
-
-_preview_writes = itertools.count(1)
-
-
-def prune_previews(every: int = 500) -> None:
-    """Every `every` new previews, delete those older than PREVIEW_MAX_AGE (Gradio keeps its copies)."""
-    if next(_preview_writes) % every:
-        return
-    cutoff = time.time() - PREVIEW_MAX_AGE
-    for old in PREVIEW_DIR.glob("*.png"):
-        try:
-            if old.stat().st_mtime < cutoff:
-                old.unlink()
-        except OSError:
-            pass
+    """The model's 28x28 input, enlarged, as a PNG file (see `shared.serving` for why a file)."""
+    return OUTPUTS.png(Image.fromarray(pixels.repeat(PREVIEW_SCALE, 0).repeat(PREVIEW_SCALE, 1)), "input.png")
 
 
 def predict_sketch(sketch, model_name: str):
@@ -215,8 +181,7 @@ DROP_CLEARED_DRAWING = """
 }
 """
 
-# delete_cache: uploads and outputs older than an hour leave Gradio's cache, checked hourly.
-with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=(3600, 3600)) as demo:
+with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# Draw a digit\nThree models from *Deep Learning with PyTorch: Zero to GANs* "
                 "guess it as you draw: a CNN, the lesson 3 feed-forward network and the lesson 2 "
                 "logistic regression.")
@@ -267,13 +232,7 @@ with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=(3600, 3600))
                  show_progress="hidden", cancels=predictions)  # the canvas's own trash button
     demo.load(None, js=KEEP_BRUSH)
 
-# A public Space: small uploads, a bounded queue, two predictions at a time (2 CPU cores),
-# errors shown only as the messages written above, no monitoring endpoint.
-demo.queue(max_size=64, default_concurrency_limit=2)
-LAUNCH = dict(max_file_size="10mb", show_error=False, enable_monitoring=False)
+queue(demo)
 
 if __name__ == "__main__":
-    # One thread per prediction: tiny models gain nothing from more, and two predictions run at
-    # once on a 2-core Space; more threads would only wait for each other.
-    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
-    demo.launch(**LAUNCH)
+    launch(demo, max_file_size="10mb")
