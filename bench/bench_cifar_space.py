@@ -27,14 +27,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from gradio_client import handle_file  # noqa: E402
 from PIL import Image  # noqa: E402
 from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-from spaces_util import client, import_app, serve  # noqa: E402
+
+from harness.spaces import client, import_app, serve  # noqa: E402
 
 APP = ROOT / "spaces" / "cifar10" / "app.py"
 MODELS = {"cifar10-resnet9": dict(width=16), "cifar10-cnn": dict(width=16), "cifar10-mlp": {}}  # cpu profiles

@@ -26,11 +26,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
 
 import torch  # noqa: E402
 from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-from spaces_util import client, import_app, serve  # noqa: E402
+
+from harness.spaces import client, import_app, serve  # noqa: E402
 
 APP = ROOT / "spaces" / "faces" / "app.py"
 MODELS = {"anime-dcgan": {}, "mnist-gan": {}}  # untrained: the course sizes

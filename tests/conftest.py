@@ -54,7 +54,7 @@ def run_training(*args: str, env: dict | None = None, timeout: int = 600, check:
 @pytest.fixture(scope="module")
 def browser():
     """Debian's Chromium driven by Playwright (its own browser download does not work offline)."""
-    from spaces_util import CHROMIUM, CHROMIUM_ARGS
+    from harness.spaces import CHROMIUM, CHROMIUM_ARGS
 
     if not CHROMIUM.exists():
         pytest.skip(f"Debian's Chromium is not installed at {CHROMIUM} (apt-get install chromium)")

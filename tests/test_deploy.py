@@ -9,7 +9,9 @@ from pathlib import Path
 import gradio
 import pytest
 from huggingface_hub import metadata_load
-from spaces_util import ROOT, client, drawing, editor_value, random_weights, staged_space
+
+from harness.drawings import drawing
+from harness.spaces import ROOT, client, editor_value, random_weights, staged_space
 
 sys.path.insert(0, str(ROOT / "spaces"))
 import deploy  # noqa: E402
@@ -44,7 +46,7 @@ def test_stage_is_self_contained(space, tmp_path):
     staged = deploy.stage(space, tmp_path / space)
     files = {p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file()}
     assert {"app.py", "README.md", "requirements.txt", "shared/__init__.py", "shared/images.py",
-            "shared/preprocessing.py", "shared/weights.py", "shared/models/__init__.py"} <= files
+            "shared/preprocessing.py", "shared/serving.py", "shared/weights.py", "shared/models/__init__.py"} <= files
     assert not [f for f in files if "__pycache__" in f or f.endswith((".pyc", ".pyi"))]
     assert all(f.endswith(".py") for f in files if f.startswith("shared/"))
     with pytest.raises(SystemExit, match="not empty"):

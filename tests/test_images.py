@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
-from spaces_util import drawing, huge_png_header, png
 
+from harness.drawings import drawing, huge_png_header, png
 from shared.images import (
     MAX_PIXELS,
     ImageError,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw, ImageFilter
-from spaces_util import drawing
 
+from harness.drawings import drawing
 from shared.preprocessing import MNIST_MEAN, MNIST_STD, ink_map, normalize_mnist, sketch_to_mnist
 
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageFilter
-from spaces_util import trained_cnn
 
+from harness.spaces import trained_cnn
 from shared.preprocessing import normalize_mnist, sketch_to_mnist
 from shared.weights import load_model
 

@@ -17,17 +17,19 @@ import torch
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import (
+
+from harness.drawings import huge_png_header, png
+from harness.spaces import (
     ROOT,
+    HeldRequests,
     client,
-    huge_png_header,
     import_app,
-    png,
     random_weights,
     serve,
     staged_space,
+    stays_absent,
 )
-
+from shared import serving
 from shared.models import build_model
 from shared.preprocessing import normalize_cifar
 
@@ -64,6 +66,12 @@ def photo(size=(640, 480)) -> Image.Image:
 def test_all_models_load_and_resnet9_is_the_default(app):
     assert set(app.MODELS) == set(MODEL_NAMES) and not app.MISSING
     assert app.MODEL_NAMES[0] == "cifar10-resnet9"
+
+
+def test_served_with_the_shared_settings(app):
+    """shared/serving.py: Gradio's cache pruned, the same bounded queue, output files pruned too."""
+    assert app.demo.delete_cache == serving.DELETE_CACHE
+    assert app.demo._queue.max_size == serving.MAX_QUEUE and isinstance(app.OUTPUTS, serving.OutputFiles)
 
 
 @pytest.mark.parametrize("model_name", MODEL_NAMES)
@@ -275,4 +283,17 @@ def test_upload_in_a_browser(server, browser, tmp_path):
     page.wait_for_function("el => el.textContent.includes('by cifar10-mlp')", arg=message.element_handle())
     (ROOT / "artifacts").mkdir(exist_ok=True)
     page.screenshot(path=str(ROOT / "artifacts" / "cifar10-browser-upload.png"), full_page=True)
+    # Remove the photo while the switch to another model is on its way (held here, as on a slow
+    # connection): the switch's answer used to land after the removal's, beside no photo.
+    switch = HeldRequests(page, "**/gradio_api/queue/join*", lambda request: "cifar10-cnn" in request.post_data)
+    page.get_by_label("cifar10-cnn").check()
+    while not switch.routes:
+        page.wait_for_timeout(100)
+    page.locator('#photo button[aria-label="Remove Image"]').click()
+    switch.release()
+    page.wait_for_function("el => el.textContent.includes('Upload, paste')", arg=message.element_handle())
+    assert stays_absent(page, '#prediction [data-testid="label-output-value"]', seconds=5)
+    assert page.locator("#photo img").count() == 0
+    page.locator("#photo input[type=file]").set_input_files(str(tmp_path / "photo.jpg"))  # the same photo again
+    page.wait_for_function("el => el.textContent.includes('by cifar10-cnn')", arg=message.element_handle())
     page.close()

@@ -15,18 +15,18 @@ import pytest
 from conftest import find_datasets
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import (
+
+from harness.drawings import drawing, huge_png_header, png
+from harness.spaces import (
     ROOT,
     client,
-    drawing,
     editor_value,
-    huge_png_header,
     import_app,
-    png,
     random_weights,
     serve,
     trained_cnn,
 )
+from shared import serving
 
 APP = ROOT / "spaces" / "digits" / "app.py"
 CLEAR_DIGITS = ["1", "7", "0", "4"]  # drawings every trained CNN must read
@@ -62,6 +62,12 @@ def trained(weights):
 def test_all_models_load_and_the_cnn_is_the_default(app):
     assert set(app.MODELS) == {"mnist-cnn", "mnist-mlp", "mnist-logistic"} and not app.MISSING
     assert app.MODEL_NAMES[0] == "mnist-cnn"
+
+
+def test_served_with_the_shared_settings(app):
+    """shared/serving.py: Gradio's cache pruned, the same bounded queue, output files pruned too."""
+    assert app.demo.delete_cache == serving.DELETE_CACHE
+    assert app.demo._queue.max_size == serving.MAX_QUEUE and isinstance(app.OUTPUTS, serving.OutputFiles)
 
 
 @pytest.mark.parametrize("model_name", ["mnist-cnn", "mnist-mlp", "mnist-logistic"])
@@ -214,8 +220,11 @@ def test_empty_inputs_ask_for_a_drawing(api, files):
         assert label is None or not label.get("confidences")
     _, _, message = api.predict(None, "mnist-cnn", api_name="/predict_photo")
     assert message.startswith("Draw a digit")
-    cleared = api.predict(api_name="/clear")
-    assert cleared[-1].startswith("Draw a digit") and all(v is None for v in cleared[:2])
+    canvas, photo, label, preview, message = api.predict(api_name="/clear")
+    assert message.startswith("Draw a digit") and photo is None and preview is None and not label
+    # An explicitly empty canvas, not None: the page empties its canvas only when the value changes.
+    assert {key: canvas[key] for key in ("background", "layers", "composite")} == \
+        {"background": None, "layers": [], "composite": None}
 
 
 @pytest.mark.parametrize(("name", "expected"), [

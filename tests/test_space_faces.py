@@ -21,7 +21,9 @@ import torch
 from conftest import train
 from gradio_client.exceptions import AppError
 from PIL import Image
-from spaces_util import ARTIFACTS, ROOT, client, import_app, serve, staged_space
+
+from harness.spaces import ARTIFACTS, ROOT, client, import_app, serve, staged_space, stays_absent
+from shared import serving
 
 APP = ROOT / "spaces" / "faces" / "app.py"
 TIMEOUT_MS = 60_000  # a busy 2-core machine runs browser, server and model together
@@ -58,6 +60,12 @@ def test_both_generators_load_with_their_timelines(app):
     assert set(app.MODELS) == {"anime-dcgan", "mnist-gan"} and not app.MISSING
     assert app.MODEL_NAMES[0] == "anime-dcgan"
     assert {name: list(grids) for name, grids in app.TIMELINES.items()} == {"anime-dcgan": [1, 2], "mnist-gan": [1, 2]}
+
+
+def test_served_with_the_shared_settings(app):
+    """shared/serving.py: Gradio's cache pruned, the same bounded queue, output files pruned too."""
+    assert app.demo.delete_cache == serving.DELETE_CACHE
+    assert app.demo._queue.max_size == serving.MAX_QUEUE and isinstance(app.OUTPUTS, serving.OutputFiles)
 
 
 def shown_width(width: int) -> int:
@@ -276,6 +284,14 @@ def test_in_a_browser(server, browser):
         first = grid_source(page, "faces-grid")  # faces for seed 42 on load, without a click
         assert "seed **42**" not in page.locator("#message").inner_text()  # rendered, not raw markdown
         assert "seed 42" in page.locator("#message").inner_text()
+
+        # Clear while faces are being generated: the generation used to fill the page again after it.
+        page.locator("#generate").click()
+        page.evaluate("() => document.querySelector('#clear').click()")  # at once, as Playwright's click waits
+        page.wait_for_selector("#faces-grid img", state="detached")
+        assert stays_absent(page, "#faces-grid img", seconds=5), "faces generated before Clear were shown after it"
+        page.locator("#clear").click()  # and again, on a cleared page
+        assert stays_absent(page, "#faces-grid img", seconds=1) and not page.locator("#message").inner_text()
 
         page.locator("#surprise").click()
         surprised = grid_source(page, "faces-grid", first)

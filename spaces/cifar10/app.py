@@ -15,12 +15,8 @@ API (every endpoint named; see "Use via API" in the page footer):
 
 from __future__ import annotations
 
-import hashlib
-import io
-import os
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +32,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 from shared.images import ImageError, flatten, install_decoder_limits, open_image  # noqa: E402
 from shared.models.cifar import CLASSES  # noqa: E402
 from shared.preprocessing import normalize_cifar  # noqa: E402
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
 MODEL_NAMES = ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp"]
@@ -45,6 +42,7 @@ PROMPT = "Upload, paste or take a photo of an airplane, car, bird, cat, deer, do
 
 install_decoder_limits()
 MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "cifar10")
+OUTPUTS = OutputFiles("cifar10")
 
 
 # ---- prediction (pure functions of their inputs and the loaded models) ---------------------
@@ -208,33 +206,17 @@ def example_files() -> list[str]:
 # errors worded for a person).
 
 
-# Gradio 6.31 saves an image returned as an array by rewriting its cache file in place on every
-# request, so two requests with the same output can serve a half-written file (seen: 2 of 32
-# concurrent clients got a truncated download). The pictures go out as PNG files named by their
-# content instead, written once and atomically; Gradio copies such files atomically too.
-_OUTPUTS = tempfile.TemporaryDirectory(prefix="cifar10-space-")
-
-
-def png_file(pixels: np.ndarray | None) -> str | None:
-    if pixels is None:
-        return None
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    data = buffer.getvalue()
-    path = Path(_OUTPUTS.name) / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
-    if not path.exists():
-        staging = path.with_name(f".{path.name}.{threading.get_ident()}")
-        staging.write_bytes(data)
-        os.replace(staging, path)
-    return str(path)
+def png_file(pixels: np.ndarray | None, name: str) -> str | None:
+    """A picture as a PNG file (see `shared.serving` for why a file)."""
+    return None if pixels is None else OUTPUTS.png(Image.fromarray(pixels), name)
 
 
 def image_event(payload, model_name: str):
     label, preview, heat, message = predict(payload, model_name)
-    return label, png_file(preview), png_file(heat), message
+    return label, png_file(preview, "input.png"), png_file(heat, "saliency.png"), message
 
 
-with gr.Blocks(title="Zero to GANs: CIFAR-10 classifier") as demo:
+with gr.Blocks(title="Zero to GANs: CIFAR-10 classifier", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# What is in the picture?\nThree CIFAR-10 models from *Deep Learning with PyTorch: "
                 "Zero to GANs* name it: the lesson 5 ResNet9, the lesson 4 CNN and the feed-forward "
                 "network of assignment 3. They know ten classes and see 32x32 pixels.")
@@ -256,18 +238,13 @@ with gr.Blocks(title="Zero to GANs: CIFAR-10 classifier") as demo:
             message = gr.Markdown(PROMPT, elem_id="message")
     outputs = [label, preview, heatmap, message]
 
-    image.change(image_event, [image, model], outputs, api_name="predict", preprocess=False,
-                 show_progress="hidden")
-    model.change(image_event, [image, model], outputs, api_name="predict_current",
-                 api_visibility="undocumented", preprocess=False, show_progress="hidden")
+    # One event for a new photo, a removed one and a new model: while it runs, the page holds any
+    # newer trigger and then runs once more with what it shows by then. As two events, a removal
+    # during a model switch let the switch's answer land after it, beside no photo.
+    gr.on([image.change, model.change], image_event, [image, model], outputs, api_name="predict",
+          preprocess=False, show_progress="hidden", trigger_mode="always_last")
 
-# A public Space: small uploads, a bounded queue, two predictions at a time (2 CPU cores),
-# errors shown only as the messages written above, no monitoring endpoint.
-demo.queue(max_size=64, default_concurrency_limit=2)
-LAUNCH = dict(max_file_size="10mb", show_error=False, enable_monitoring=False)
+queue(demo)
 
 if __name__ == "__main__":
-    # One thread per prediction: two predictions run at once on a 2-core Space, and on busy
-    # cores two threads per request mostly wait for each other (measured here: 6x slower).
-    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
-    demo.launch(**LAUNCH)
+    launch(demo, max_file_size="10mb")

@@ -12,17 +12,12 @@ Hub repo listed under `models:` in this folder's README (see `shared/weights.py`
 API (every endpoint named; see "Use via API" in the page footer):
     /predict_sketch (sketch, model_name) -> (top-3 label, 28x28 input enlarged, message)
     /predict_photo  (photo, model_name)  -> same
-    /clear          ()                   -> cleared inputs and outputs
+    /clear          ()                   -> cleared inputs (an empty canvas) and outputs
 """
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import os
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -41,17 +36,17 @@ from shared.images import (  # noqa: E402
     open_image,
 )
 from shared.preprocessing import sketch_to_mnist  # noqa: E402
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
 MODEL_NAMES = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
 PREVIEW_SCALE = 8            # the 28x28 input is shown as 224x224, one block per pixel
-PREVIEW_DIR = Path(tempfile.gettempdir()) / "zero-to-gans-digits"
-PREVIEW_MAX_AGE = 3600       # seconds a preview file is kept
 PHOTO_SIDE = 1024            # photos are decoded at about this size (JPEG draft mode)
 DRAW_PROMPT = "Draw a digit (0-9) on the canvas, or upload a photo of one."
 
 install_decoder_limits()
 MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "digits")
+OUTPUTS = OutputFiles("digits")
 
 
 # ---- prediction (pure functions of their inputs and the loaded models) ---------------------
@@ -75,37 +70,8 @@ def classify(image, model_name: str):
 
 
 def preview_file(pixels) -> str:
-    """The model's 28x28 input, enlarged, as a PNG file named after its content.
-
-    Why a file: Gradio rewrites an image returned as an array into its cache on every request,
-    so a client fetching the same image at that moment can receive a truncated file (seen with
-    32 clients sending the same drawing). A finished file is written once, atomically, and Gradio
-    copies files atomically.
-    """
-    path = PREVIEW_DIR / f"{hashlib.sha1(pixels.tobytes()).hexdigest()}.png"
-    if not path.exists():
-        PREVIEW_DIR.mkdir(exist_ok=True)
-        partial = path.with_name(f".{path.stem}.{os.getpid()}.{time.monotonic_ns()}.png")
-        Image.fromarray(pixels.repeat(PREVIEW_SCALE, 0).repeat(PREVIEW_SCALE, 1)).save(partial)
-        os.replace(partial, path)
-        prune_previews()
-    return str(path)
-
-
-_preview_writes = itertools.count(1)
-
-
-def prune_previews(every: int = 500) -> None:
-    """Every `every` new previews, delete those older than PREVIEW_MAX_AGE (Gradio keeps its copies)."""
-    if next(_preview_writes) % every:
-        return
-    cutoff = time.time() - PREVIEW_MAX_AGE
-    for old in PREVIEW_DIR.glob("*.png"):
-        try:
-            if old.stat().st_mtime < cutoff:
-                old.unlink()
-        except OSError:
-            pass
+    """The model's 28x28 input, enlarged, as a PNG file (see `shared.serving` for why a file)."""
+    return OUTPUTS.png(Image.fromarray(pixels.repeat(PREVIEW_SCALE, 0).repeat(PREVIEW_SCALE, 1)), "input.png")
 
 
 def predict_sketch(sketch, model_name: str):
@@ -168,27 +134,54 @@ def show_photo(photo_payload, model_name):
     return (*photo_event(photo_payload, model_name), "photo")
 
 
+def empty_sketch() -> dict:
+    """The value that empties the canvas: a new, explicitly empty editor value on every call.
+
+    Gradio 6.31's editor wipes its canvas only when the value it is given changes, and drawing
+    never changes that value (strokes reach the server as blobs). None therefore emptied the canvas
+    once per page: the first Clear turned the unset value into None, and every later None equalled
+    the one before, so the page kept the ink. Each answer carrying this dict is a new object with a
+    new `layers` list, which is what the editor compares, so every Clear wipes the canvas.
+    """
+    return {"background": None, "layers": [], "composite": None}
+
+
+def clear_outputs():
+    return None, None, DRAW_PROMPT
+
+
 def clear():
-    return None, None, None, None, DRAW_PROMPT
+    return empty_sketch(), None, *clear_outputs()
 
 
-# Gradio 6.31's sketchpad starts with no tool selected (a first stroke draws nothing), so pick
-# the brush as soon as the canvas is on the page, and again after it is cleared.
-SELECT_BRUSH = """
+# Gradio 6.31's editor falls back to a tool that draws nothing (none highlighted, "select the
+# draw tool to start") on load and whenever its canvas is emptied: by Clear, by its own trash
+# button. Whenever no tool is active, pick the brush again, so a stroke always draws at once.
+KEEP_BRUSH = """
 () => {
-  const pick = () => {
-    const brush = document.querySelector('#digit-canvas button[aria-label="Brush"]');
-    if (!brush) return false;
-    if (!brush.classList.contains('highlight')) brush.click();  // 'highlight' marks the active tool
-    return true;
+  const tool = (name) => document.querySelector(`#digit-canvas button[aria-label="${name}"]`);
+  const keep = () => {
+    const brush = tool("Brush");
+    const active = ["Brush", "Erase", "Pan"].some((name) => tool(name)?.classList.contains("highlight"));
+    if (brush && !active) brush.click();
   };
-  let tries = 0;
-  const timer = setInterval(() => { if (pick() || ++tries > 100) clearInterval(timer); }, 100);
+  new MutationObserver(keep).observe(document.body, {subtree: true, childList: true, attributeFilter: ["class"]});
+  keep();
 }
 """
 
-# delete_cache: uploads and outputs older than an hour leave Gradio's cache, checked hourly.
-with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=(3600, 3600)) as demo:
+# The page reads (and uploads) the drawing before it sends a prediction, which takes seconds on a
+# slow machine; a Clear in between would get the old digit shown beside an empty canvas. The
+# editor's history is empty exactly when nothing was drawn since the canvas was last emptied, so
+# then the request goes out without the stale drawing and the answer is the prompt to draw.
+DROP_CLEARED_DRAWING = """
+(sketch, model_name) => {
+  const undo = document.querySelector('#digit-canvas button[aria-label="Undo"]');
+  return [undo && undo.disabled ? null : sketch, model_name];
+}
+"""
+
+with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# Draw a digit\nThree models from *Deep Learning with PyTorch: Zero to GANs* "
                 "guess it as you draw: a CNN, the lesson 3 feed-forward network and the lesson 2 "
                 "logistic regression.")
@@ -220,27 +213,26 @@ with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=(3600, 3600))
             message = gr.Markdown(DRAW_PROMPT, elem_id="message")
     outputs = [label, preview, message]
 
-    sketch.change(sketch_event, [sketch, model], outputs, api_name="predict_sketch", preprocess=False,
-                  trigger_mode="always_last", show_progress="hidden")
-    photo.change(photo_event, [photo, model], outputs, api_name="predict_photo", preprocess=False,
-                 show_progress="hidden")
-    model.change(model_event, [source, sketch, photo, model], outputs, api_name="predict_current",
-                 api_visibility="undocumented", preprocess=False, show_progress="hidden")
+    predictions = [
+        sketch.change(sketch_event, [sketch, model], outputs, api_name="predict_sketch", preprocess=False,
+                      trigger_mode="always_last", show_progress="hidden", js=DROP_CLEARED_DRAWING),
+        photo.change(photo_event, [photo, model], outputs, api_name="predict_photo", preprocess=False,
+                     show_progress="hidden"),
+        model.change(model_event, [source, sketch, photo, model], outputs, api_name="predict_current",
+                     api_visibility="undocumented", preprocess=False, show_progress="hidden"),
+    ]
     draw_tab.select(show_sketch, [sketch, model], [*outputs, source], api_name="show_sketch",
                     api_visibility="private", preprocess=False, show_progress="hidden")
     photo_tab.select(show_photo, [photo, model], [*outputs, source], api_name="show_photo",
                      api_visibility="private", preprocess=False, show_progress="hidden")
-    clear_button.click(clear, None, [sketch, photo, *outputs], api_name="clear",
-                       show_progress="hidden").then(None, js=SELECT_BRUSH)
-    demo.load(None, js=SELECT_BRUSH)
+    # A prediction still running when the canvas is emptied would land after the Clear: cancel it.
+    clear_button.click(clear, None, [sketch, photo, *outputs], api_name="clear", show_progress="hidden",
+                       cancels=predictions)
+    sketch.clear(clear_outputs, None, outputs, api_name="clear_outputs", api_visibility="private",
+                 show_progress="hidden", cancels=predictions)  # the canvas's own trash button
+    demo.load(None, js=KEEP_BRUSH)
 
-# A public Space: small uploads, a bounded queue, two predictions at a time (2 CPU cores),
-# errors shown only as the messages written above, no monitoring endpoint.
-demo.queue(max_size=64, default_concurrency_limit=2)
-LAUNCH = dict(max_file_size="10mb", show_error=False, enable_monitoring=False)
+queue(demo)
 
 if __name__ == "__main__":
-    # One thread per prediction: tiny models gain nothing from more, and two predictions run at
-    # once on a 2-core Space; more threads would only wait for each other.
-    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
-    demo.launch(**LAUNCH)
+    launch(demo, max_file_size="10mb")

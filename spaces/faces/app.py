@@ -21,16 +21,11 @@ API (every endpoint named; see "Use via API" in the page footer):
 
 from __future__ import annotations
 
-import contextlib
 import io
 import math
-import os
 import re
 import secrets
-import shutil
 import sys
-import tempfile
-import time
 import zipfile
 from pathlib import Path
 
@@ -43,6 +38,7 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from shared.models.gan import to_pixels  # noqa: E402
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
 MODEL_CHOICES = [("Anime faces", "anime-dcgan"), ("Digits", "mnist-gan")]
@@ -52,10 +48,6 @@ MAX_FACES = 64        # every seed draws this many latent vectors; a request sho
 MAX_FRAMES = 60
 SHOWN_SIDE = 256      # an interpolated face is enlarged to this many pixels in the GIF
 SHOWN_GRID = 512      # a grid is enlarged by a whole factor until it is at least this wide
-# Every image and ZIP is handed to Gradio as a file: Gradio copies files into its cache
-# atomically, whereas it writes PIL images there in place, so two users who get identical
-# images at the same moment could be served a half-written file.
-SCRATCH = Path(tempfile.mkdtemp(prefix="faces-space-"))
 
 
 def load_timeline(loaded) -> dict[int, Path]:
@@ -81,6 +73,8 @@ def load_timeline(loaded) -> dict[int, Path]:
 
 
 MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "faces")
+# Every image and ZIP is handed to Gradio as a file (see `shared.serving` for why).
+OUTPUTS = OutputFiles("faces")
 TIMELINES = {name: load_timeline(loaded) for name, loaded in MODELS.items()}
 
 
@@ -146,16 +140,6 @@ def to_image(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
 
 
-def scratch_file(name: str) -> Path:
-    """A path SCRATCH/<new folder>/name; folders older than ten minutes go (Gradio keeps its own copy)."""
-    now = time.time()
-    for old in SCRATCH.iterdir():
-        with contextlib.suppress(OSError):
-            if now - old.stat().st_mtime > 600:
-                shutil.rmtree(old)
-    return Path(tempfile.mkdtemp(dir=SCRATCH)) / name
-
-
 def faces(model_name: str, seed, count):
     """(grid PNG, ZIP of every image and the grid, message) for `count` faces of `seed`, as files."""
     seed = whole_number(seed, "The seed", 0, MAX_SEED)
@@ -165,16 +149,17 @@ def faces(model_name: str, seed, count):
         return None, None, unavailable
     loaded = MODELS[model_name]
     images = render(model_name, latents(seed, loaded.model.latent_dim)[:count])
-    picture = enlarge(grid(images))  # the ZIP also holds every image at its own size
-    shown = scratch_file(f"{model_name}-seed{seed}.png")  # the name a download gets
-    shown.write_bytes(png_bytes(picture))
-    archive = scratch_file(f"{model_name}-seed{seed}.zip")
+    shown = png_bytes(enlarge(grid(images)))  # the ZIP also holds every image at its own size
+    archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as bundle:  # PNGs are compressed already: stored as they are
         for i, image in enumerate(images):
             bundle.writestr(f"{model_name}-seed{seed}-{i:02d}.png", png_bytes(to_image(image)))
-        bundle.write(shown, f"{model_name}-seed{seed}-grid.png")
+        bundle.writestr(f"{model_name}-seed{seed}-grid.png", shown)
     kind = "faces" if model_name == "anime-dcgan" else "digits"
-    return str(shown), str(archive), f"{count} {kind} from seed **{seed}** by {model_name}, {loaded.describe('swd', 'SWD {}')}."
+    # The file names are what downloads are called.
+    return (OUTPUTS.write(shown, f"{model_name}-seed{seed}.png"),
+            OUTPUTS.write(archive.getvalue(), f"{model_name}-seed{seed}.zip"),
+            f"{count} {kind} from seed **{seed}** by {model_name}, {loaded.describe('swd', 'SWD {}')}.")
 
 
 def surprise(model_name: str, count):
@@ -207,9 +192,10 @@ def interpolate(model_name: str, seed_a, seed_b, frames):
     pictures += pictures[-2:0:-1]  # there and back again: a seamless loop
     # Our own fast palette per frame: left to Pillow's GIF writer it takes 50x longer (6 s).
     pictures = [picture.quantize(256, method=Image.Quantize.FASTOCTREE) for picture in pictures]
-    gif = scratch_file(f"{model_name}-seed{seed_a}-to-seed{seed_b}.gif")
+    gif = io.BytesIO()
     pictures[0].save(gif, format="GIF", save_all=True, append_images=pictures[1:], duration=80, loop=0)
-    return str(gif), f"Seed **{seed_a}** to seed **{seed_b}** in {frames} steps by {model_name}."
+    return (OUTPUTS.write(gif.getvalue(), f"{model_name}-seed{seed_a}-to-seed{seed_b}.gif"),
+            f"Seed **{seed_a}** to seed **{seed_b}** in {frames} steps by {model_name}.")
 
 
 def timeline(model_name: str, epoch):
@@ -223,9 +209,9 @@ def timeline(model_name: str, epoch):
     epoch = whole_number(epoch, "The epoch", 1, max(grids))
     if epoch not in grids:
         return None, f"{model_name} has no grid for epoch {epoch}; it has epochs {', '.join(map(str, grids))}."
-    shown = scratch_file(f"{model_name}-epoch{epoch:03d}.png")  # a copy: the checkpoint is not Gradio's to serve
-    shown.write_bytes(grids[epoch].read_bytes())
-    return str(shown), f"{model_name} after epoch **{epoch}** of {max(grids)} (the same noise every epoch)."
+    # A copy: the checkpoint folder is not Gradio's to serve.
+    shown = OUTPUTS.write(grids[epoch].read_bytes(), f"{model_name}-epoch{epoch:03d}.png")
+    return shown, f"{model_name} after epoch **{epoch}** of {max(grids)} (the same noise every epoch)."
 
 
 def clear():
@@ -241,15 +227,15 @@ def png_bytes(image: Image.Image) -> bytes:
 # ---- page events -----------------------------------------------------------------------------
 
 
-def show_model(model_name: str, seed, count):
-    """After the picker changed (and on load): new faces, and that model's timeline at its last epoch."""
+def show_timeline(model_name: str):
+    """After the picker changed (and on load): that model's timeline at its last epoch."""
     grids = TIMELINES.get(model_name) or {}
     last = max(grids) if grids else 1
     slider = gr.Slider(minimum=1, maximum=max(last, 2), value=last, interactive=bool(grids))
-    return (*faces(model_name, seed, count), slider, *timeline(model_name, last))
+    return (slider, *timeline(model_name, last))
 
 
-with gr.Blocks(title="Zero to GANs: face generator", delete_cache=(600, 3600)) as demo:
+with gr.Blocks(title="Zero to GANs: face generator", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# GAN face generator\nFaces drawn by the generator of lesson 6 of *Deep Learning "
                 "with PyTorch: Zero to GANs*: a DCGAN trained on anime faces, or the fully "
                 "connected GAN trained on MNIST digits. Pick a seed, or let chance pick one.")
@@ -292,28 +278,30 @@ with gr.Blocks(title="Zero to GANs: face generator", delete_cache=(600, 3600)) a
     # themselves, so a bad value gets a message written for a person, not a component's error.
     outputs = [picture, download, message]
     raw = dict(preprocess=False)
-    generate_button.click(faces, [model, seed, count], outputs, api_name="generate", **raw)
-    surprise_button.click(surprise, [model, count], [seed, *outputs], api_name="surprise", **raw)
-    clear_button.click(clear, None, outputs, api_name="clear", show_progress="hidden")
+    generations = [
+        generate_button.click(faces, [model, seed, count], outputs, api_name="generate", **raw),
+        surprise_button.click(surprise, [model, count], [seed, *outputs], api_name="surprise", **raw),
+        *(slider.release(faces, [model, seed, count], outputs, api_name=f"faces_on_{slider.elem_id}",
+                         api_visibility="private", show_progress="hidden", trigger_mode="always_last", **raw)
+          for slider in (seed, count)),
+        # New faces and the timeline are separate events, so that Clear can cancel the faces alone.
+        model.change(faces, [model, seed, count], outputs, api_name="faces_on_model",
+                     api_visibility="private", **raw),
+        demo.load(faces, [model, seed, count], outputs, api_name="faces_on_load",
+                  api_visibility="private", **raw),
+    ]
+    # A generation still running when Clear is pressed would fill the page again just after it.
+    clear_button.click(clear, None, outputs, api_name="clear", show_progress="hidden", cancels=generations)
     animate_button.click(interpolate, [model, seed_a, seed_b, frames], [animation, animation_message],
                          api_name="interpolate", **raw)
     epoch.change(timeline, [model, epoch], [epoch_grid, epoch_message], api_name="timeline",
                  show_progress="hidden", trigger_mode="always_last", **raw)
-    for slider in (seed, count):
-        slider.release(faces, [model, seed, count], outputs, api_name=f"faces_on_{slider.elem_id}",
-                       api_visibility="private", show_progress="hidden", trigger_mode="always_last", **raw)
-    model.change(show_model, [model, seed, count], [*outputs, epoch, epoch_grid, epoch_message],
-                 api_name="show_model", api_visibility="private", **raw)
-    demo.load(show_model, [model, seed, count], [*outputs, epoch, epoch_grid, epoch_message],
-              api_name="show_first", api_visibility="private", **raw)
+    model.change(show_timeline, [model], [epoch, epoch_grid, epoch_message], api_name="timeline_on_model",
+                 api_visibility="private", **raw)
+    demo.load(show_timeline, [model], [epoch, epoch_grid, epoch_message], api_name="timeline_on_load",
+              api_visibility="private", **raw)
 
-# A public Space: a bounded queue, two generations at a time (2 CPU cores), errors shown only
-# as the messages written above, no monitoring endpoint.
-demo.queue(max_size=64, default_concurrency_limit=2)
-LAUNCH = dict(max_file_size="1mb", show_error=False, enable_monitoring=False)
+queue(demo)
 
 if __name__ == "__main__":
-    # One thread per request: two requests run at once on a 2-core Space, and on busy cores
-    # two threads per request mostly wait for each other.
-    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
-    demo.launch(**LAUNCH)
+    launch(demo, max_file_size="1mb")  # no uploads here: only the request itself

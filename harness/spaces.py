@@ -1,18 +1,18 @@
-"""Helpers to test the Spaces for real, shared by every Space's tests and by bench/.
+"""The Spaces run for real, as servers, for the tests and the benchmarks (see `harness`).
 
-- `serve(app)`, `staged_space(space)`: start `python spaces/<app>/app.py` on a free port as its own process, wait until
-  it answers, stop it afterwards (its log is kept for failure messages);
+- `serve(app)`, `staged_space(space)`: start `python spaces/<app>/app.py` (or a staged copy) on a
+  free port as its own process, wait until it answers, stop it afterwards (its log is kept for
+  failure messages);
 - `random_weights` / `trained_cnn`: model weights for an app, through its `ZTG_WEIGHTS_*` variables;
-- `drawing`, `png`: synthetic digits drawn like a person on a canvas, as images or file bytes;
-- `CHROMIUM`, `CHROMIUM_ARGS`, `draw_on_canvas`: Playwright driving Debian's Chromium.
+- `import_app`, `client`, `editor_value`: an app imported in-process, a gradio_client for a served
+  one, and what such a client sends to a Sketchpad;
+- `CHROMIUM`, `CHROMIUM_ARGS`, `HeldRequests`, `stays_absent`: Playwright driving Debian's Chromium.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import json
-import math
 import os
 import signal
 import socket
@@ -23,8 +23,6 @@ import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-
-from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
@@ -147,7 +145,9 @@ def staged_space(space: str, env: dict, tmp_path: Path, weights_org: str | None 
 
     staged = deploy.stage(space, tmp_path / "space", weights_org)
     python = isolated_python(tmp_path / "venv")
-    check = subprocess.run([python, "-c", "import shared"], cwd=tmp_path, capture_output=True)
+    # The environment the server gets below: nothing inherited (a PYTHONPATH would reach shared/).
+    check = subprocess.run([python, "-c", "import shared"], cwd=tmp_path, capture_output=True,
+                           env=app_env(inherit=False))
     assert check.returncode != 0, "the isolated Python must not see the project's shared/ package"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -202,7 +202,7 @@ def trained_cnn(datasets: Path | None, epochs: int | None = 3) -> Path:
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=1800)
     if result.returncode != 0 or not _complete(out / "mnist-cnn"):
         raise RuntimeError(f"training mnist-cnn failed:\n{result.stdout[-2000:]}\n{result.stderr[-2000:]}")
-    print(f"[spaces_util] trained mnist-cnn in {time.perf_counter() - start:.0f} s", file=sys.stderr)
+    print(f"[harness] trained mnist-cnn in {time.perf_counter() - start:.0f} s", file=sys.stderr)
     _TRAINED["mnist-cnn"] = out / "mnist-cnn"
     return _TRAINED["mnist-cnn"]
 
@@ -215,88 +215,39 @@ def _complete(folder: Path) -> bool:
         return False
 
 
-# ---- drawings ---------------------------------------------------------------------------------
-
-# Digits as pen strokes in relative coordinates (x, y in 0..1 of a square box), drawn the way
-# people write them; every test and the browser test draw the same shapes.
-STROKES: dict[str, list[list[tuple[float, float]]]] = {
-    "1": [[(0.42, 0.22), (0.55, 0.1), (0.55, 0.9)]],
-    "7": [[(0.2, 0.12), (0.8, 0.12), (0.42, 0.9)]],
-    "4": [[(0.6, 0.1), (0.18, 0.62), (0.85, 0.62)], [(0.64, 0.35), (0.64, 0.92)]],
-    "0": [[(0.5 + 0.3 * math.sin(t / 12 * math.tau), 0.5 - 0.4 * math.cos(t / 12 * math.tau))
-           for t in range(13)]],
-    "2": [[(0.22, 0.3), (0.3, 0.16), (0.5, 0.1), (0.7, 0.16), (0.76, 0.32), (0.68, 0.5), (0.22, 0.9),
-           (0.82, 0.9)]],
-}
+# ---- a browser --------------------------------------------------------------------------------
 
 
-def drawing(digit: str, size: tuple[int, int] = (560, 560), box: tuple[float, float, float, float] = (0.2, 0.15, 0.6, 0.7),
-            width: int = 28, transparent: bool = False, ink=(0, 0, 0), paper=(255, 255, 255)) -> Image.Image:
-    """An RGBA canvas with `digit` drawn in `box` (x, y, w, h as fractions of the canvas).
+class HeldRequests:
+    """Holds the page's requests to `url` (a glob) that `match`, as a very slow connection would,
+    until `release()`; other requests go through."""
 
-    transparent=False: what a browser sends (opaque paper, ink strokes); True: what an API client
-    may send (alpha 0 around, the ink opaque).
-    """
-    image = Image.new("RGBA", size, (0, 0, 0, 0) if transparent else (*paper, 255))
-    pen = ImageDraw.Draw(image)
-    bx, by, bw, bh = box
-    for stroke in STROKES[digit]:
-        points = [((bx + x * bw) * size[0], (by + y * bh) * size[1]) for x, y in stroke]
-        pen.line(points, fill=(*ink, 255), width=width, joint="curve")
-        for x, y in (points[0], points[-1]):  # round caps, like a brush
-            pen.ellipse((x - width / 2, y - width / 2, x + width / 2, y + width / 2), fill=(*ink, 255))
-    return image
+    def __init__(self, page, url: str, match=lambda request: True):
+        self.page, self.url, self.match, self.routes, self.holding = page, url, match, [], True
+        page.route(url, self._handle)
 
+    def _handle(self, route) -> None:
+        if self.holding and self.match(route.request):
+            self.routes.append(route)
+        else:
+            route.continue_()
 
-def png(image: Image.Image, format: str = "PNG", **options) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=format, **options)
-    return buffer.getvalue()
+    def release(self) -> None:
+        self.holding = False
+        for route in self.routes:
+            route.continue_()
+        self.page.unroute(self.url, self._handle)
 
 
-def huge_png_header(width: int = 20_000, height: int = 20_000) -> bytes:
-    """A PNG whose header declares width x height but holds one row: decoding it would need
-    gigabytes, reading the header takes microseconds."""
-    import struct
-    import zlib
+def stays_absent(page, selector: str, seconds: float) -> bool:
+    """Whether nothing matches `selector` on the page for `seconds` (a late answer would add it)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit greyscale
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-            + chunk(b"IDAT", zlib.compress(b"\x00" * (width + 1))) + chunk(b"IEND", b""))
-
-
-# ---- browser ----------------------------------------------------------------------------------
-
-
-def draw_on_canvas(page, canvas, digit: str, box=(0.25, 0.15, 0.5, 0.7), step_px: float = 40,
-                   strokes: slice = slice(None)) -> None:
-    """Draw `digit` (or only `strokes` of it) with the mouse on a Playwright `canvas` locator.
-
-    The pointer moves about `step_px` screen pixels at a time (the brush joins the points): each
-    move waits for a browser that renders the canvas in software, about half a second on a busy
-    2-core machine, so fewer moves keep the test fast.
-    """
-    area = canvas.bounding_box()
-    side = min(area["width"], area["height"])
-    left = area["x"] + (area["width"] - side) / 2
-    top = area["y"] + (area["height"] - side) / 2
-    bx, by, bw, bh = box
-
-    def at(x, y):
-        return left + (bx + x * bw) * side, top + (by + y * bh) * side
-
-    for stroke in STROKES[digit][strokes]:
-        page.mouse.move(*at(*stroke[0]))
-        page.mouse.down()
-        for start, end in zip(stroke, stroke[1:], strict=False):
-            (x0, y0), (x1, y1) = at(*start), at(*end)
-            steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step_px))
-            for i in range(1, steps + 1):
-                page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
-        page.mouse.up()
+    try:
+        page.wait_for_selector(selector, state="attached", timeout=seconds * 1000)
+    except PlaywrightTimeout:
+        return True
+    return False
 
 
 # ---- importing and calling an app -------------------------------------------------------------

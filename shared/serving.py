@@ -1,0 +1,106 @@
+"""What every Space does the same way to serve: its output files, its queue and its launch.
+
+Output files. Gradio 6.31 saves an image returned as an array or a PIL image by rewriting its
+cache file in place on every request, so two requests with the same output can be served a
+half-written file (seen: 2 of 32 concurrent clients got a truncated download). A file returned
+by path is copied into the cache atomically. So a Space hands Gradio finished files: written
+under a temporary name and renamed, in a folder named after their content (identical outputs
+share one), and pruned once Gradio has had its copy. `delete_cache` prunes Gradio's copies and
+the uploads.
+
+Queue and launch. A public Space on a 2-core machine: a bounded queue, two requests at a time,
+one torch thread per request (tiny models gain nothing from more, and on busy cores two threads
+per request mostly wait for each other: measured 6x slower on the CIFAR-10 Space), small
+uploads, errors shown only as the messages the app wrote, no monitoring endpoint.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import io
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+# Blocks(delete_cache=...): every 10 minutes, Gradio deletes uploads and outputs older than an hour.
+DELETE_CACHE = (600, 3600)
+MAX_QUEUE = 64
+CONCURRENT_REQUESTS = 2
+
+
+class OutputFiles:
+    """Files for Gradio to serve, in a folder of this process: one subfolder per content.
+
+    `write(data, name)` returns the path `<folder>/<digest of data>/<name>`; `name` is what a
+    download is called. Entries unused for `max_age` seconds go, and beyond `max_entries` the
+    oldest go too, but never one younger than `min_age` seconds (Gradio copies a returned file
+    as soon as the function returns). Pruning runs at most every `prune_every` seconds, inside
+    a write; the folder itself goes when the process exits.
+    """
+
+    def __init__(self, app: str, *, max_age: float = 600, max_entries: int = 500, min_age: float = 60,
+                 prune_every: float = 60):
+        self.folder = Path(tempfile.mkdtemp(prefix=f"zero-to-gans-{app}-"))
+        atexit.register(shutil.rmtree, self.folder, ignore_errors=True)
+        self.max_age, self.max_entries, self.min_age, self.prune_every = max_age, max_entries, min_age, prune_every
+        self._lock = threading.Lock()  # a prune never removes an entry while a write reuses it
+        self._last_prune = time.monotonic()
+
+    def write(self, data: bytes, name: str) -> str:
+        entry = self.folder / hashlib.sha256(data).hexdigest()[:32]
+        handle, partial = tempfile.mkstemp(dir=self.folder, prefix=".", suffix=".partial")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+        except BaseException:  # a full disk, say: the request fails, no partial file stays
+            os.unlink(partial)
+            raise
+        with self._lock:
+            entry.mkdir(exist_ok=True)
+            os.utime(entry)  # in use again: young for the pruning below
+            # Atomic, even over the same file being read: a reader has the old one or the new one.
+            os.replace(partial, entry / name)
+            if time.monotonic() - self._last_prune >= self.prune_every:
+                self._last_prune = time.monotonic()
+                self._prune()
+        return str(entry / name)
+
+    def png(self, image, name: str = "image.png", **options) -> str:
+        """A PIL image as a PNG file (`options` go to `Image.save`)."""
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", **options)
+        return self.write(buffer.getvalue(), name)
+
+    def _prune(self) -> None:
+        now = time.time()
+        entries = []
+        for entry in self.folder.iterdir():
+            if entry.name.startswith("."):  # a write in progress
+                continue
+            with contextlib.suppress(OSError):
+                entries.append((entry.stat().st_mtime, entry))
+        entries.sort()
+        excess = len(entries) - self.max_entries
+        for i, (mtime, entry) in enumerate(entries):  # oldest first
+            age = now - mtime
+            if age > self.max_age or (i < excess and age > self.min_age):
+                shutil.rmtree(entry, ignore_errors=True)
+
+
+def queue(demo):
+    """The Space's queue: bounded, CONCURRENT_REQUESTS at a time (one per core). Returns `demo`."""
+    return demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENT_REQUESTS)
+
+
+def launch(demo, *, max_file_size: str = "10mb") -> None:
+    """Serve `demo` as a public Space does (see the module docstring); $ZTG_TORCH_THREADS overrides
+    the one torch thread per request."""
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
+    demo.launch(max_file_size=max_file_size, show_error=False, enable_monitoring=False)

@@ -1,0 +1,69 @@
+"""shared/serving.py: the output files every Space hands to Gradio, and the settings they share."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from shared.serving import OutputFiles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def outputs():
+    return OutputFiles("test", max_age=600, max_entries=3, min_age=60, prune_every=0)
+
+
+def age(path: str, seconds: float) -> None:
+    """Make the entry holding `path` look `seconds` old."""
+    then = time.time() - seconds
+    os.utime(Path(path).parent, (then, then))
+
+
+def test_files_are_named_by_content_and_keep_their_name(outputs):
+    first = outputs.write(b"seed 42", "anime-dcgan-seed42.png")
+    assert Path(first).name == "anime-dcgan-seed42.png" and Path(first).read_bytes() == b"seed 42"
+    assert outputs.write(b"seed 42", "anime-dcgan-seed42.png") == first  # same content, same file
+    assert Path(outputs.write(b"seed 7", "anime-dcgan-seed42.png")).parent != Path(first).parent
+    picture = outputs.png(Image.new("L", (4, 4), 255), "input.png")
+    assert Image.open(picture).size == (4, 4)
+
+
+def test_concurrent_writes_leave_whole_files_and_nothing_else(outputs):
+    data = os.urandom(1 << 20)
+    with ThreadPoolExecutor(8) as pool:  # an exception in a write is raised here
+        paths = list(pool.map(lambda _: outputs.write(data, "same.bin"), range(40)))
+    assert len(set(paths)) == 1 and Path(paths[0]).read_bytes() == data
+    assert [p.name for p in outputs.folder.rglob("*") if p.is_file()] == ["same.bin"]  # no partial files
+
+
+def test_old_entries_go_and_the_folder_stays_bounded(outputs):
+    stale = outputs.write(b"an hour ago", "a.png")
+    age(stale, 3600)
+    recent = [outputs.write(str(i).encode(), "b.png") for i in range(4)]
+    for i, path in enumerate(recent):
+        age(path, 120 - i)  # older than min_age, the first the oldest
+    fresh = outputs.write(b"now", "c.png")  # this write prunes
+    assert not Path(stale).exists()  # past max_age
+    left = {path for path in [*recent, fresh] if Path(path).exists()}
+    assert left == {recent[2], recent[3], fresh}  # max_entries = 3: the newest stay
+
+
+def test_entries_younger_than_min_age_stay_whatever_their_number(outputs):
+    paths = [outputs.write(str(i).encode(), "x.png") for i in range(6)]
+    assert all(Path(p).exists() for p in paths)  # Gradio may not have copied them yet
+
+
+def test_the_folder_goes_when_the_process_exits(tmp_path):
+    code = "from shared.serving import OutputFiles; o = OutputFiles('exit'); print(o.write(b'x', 'x.png'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert not Path(result.stdout.strip()).parent.parent.exists()
