@@ -157,11 +157,11 @@ def test_cards_say_task_dataset_and_library_as_the_hub_reads_them():
     from training.cli import lesson_module
 
     pipeline = {"image-classification": {"mnist-logistic", "mnist-mlp", "mnist-cnn", "cifar10-mlp", "cifar10-cnn",
-                                         "cifar10-resnet9"},
+                                         "cifar10-resnet9", "image-folder"},
                 "unconditional-image-generation": {"mnist-gan", "anime-dcgan"},
                 "tabular-regression": {"linear-regression", "insurance-regression"}}
     datasets = {"mnist": ["ylecun/mnist"], "cifar10": ["uoft-cs/cifar10"], "anime": [HUB_DATASET],
-                "linear": None, "insurance": None}
+                "linear": None, "insurance": None, "image": None}
     mixin = HubModel._hub_mixin_info.model_card_data
     for lesson in LESSONS:
         snapshot = SimpleNamespace(task=lesson_module(lesson).TASK, lesson=lesson, profile="cpu", complete=True,

@@ -13,7 +13,9 @@ import pytest
 from conftest import train
 from hub_cache import fill_hub_cache
 from huggingface_hub import CommitOperationDelete, HfApi, metadata_load
-from spaces_util import ROOT, client, drawing, editor_value, staged_space
+
+from harness.drawings import drawing
+from harness.spaces import ROOT, client, editor_value, staged_space
 
 sys.path.insert(0, str(ROOT / "spaces"))
 import deploy  # noqa: E402
