@@ -74,15 +74,14 @@ def test_missing_data_says_where_what_and_which_option(tmp_path, cache, monkeypa
     assert str((tmp_path / "empty").resolve()) in message
     assert "cifar10/train/<class>" in message and "cifar-10-batches-py" in message and "--data-dir" in message
 
-    def offline(root):
-        raise OSError("no network")
-
-    monkeypatch.setattr(cifar10, "download_course_archive", offline)
+    # The command line checks the download before any lesson trains (a HEAD request, here refused).
+    monkeypatch.setattr(cifar10, "unreachable", lambda url: "OSError: no network")
     with pytest.raises(SystemExit) as exit_:
         main(["cifar10-mlp", "--data-dir", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "out")])
     assert exit_.value.code == 2
     stderr = capsys.readouterr().err
-    assert "could not be downloaded (OSError: no network)" in stderr and "Traceback" not in stderr
+    assert "could not be downloaded (OSError: no network)" in stderr and "Nothing was trained" in stderr
+    assert "Traceback" not in stderr
 
 
 def test_wrong_folders_and_bad_torchvision_copy_are_reported(tmp_path, cache):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import gradio
 import pytest
@@ -68,30 +67,6 @@ def test_staged_digits_space_runs_on_its_own(tmp_path):
         assert label is None or not label.get("confidences")
         assert "mnist-mlp is not available" in message and "make train LESSON=mnist-mlp" in message
         assert "ZTG_WEIGHTS_MNIST_MLP" in message
-
-
-def test_upload_is_one_commit_to_a_gradio_space(monkeypatch):
-    calls = []
-
-    class FakeApi:
-        def create_repo(self, repo_id, **kwargs):
-            calls.append(("create_repo", repo_id, kwargs))
-
-        def upload_folder(self, **kwargs):
-            folder = Path(kwargs["folder_path"])
-            calls.append(("upload_folder", sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.py")),
-                          kwargs))
-            return type("CommitInfo", (), {"commit_url": "https://huggingface.co/spaces/org/x/commit/1"})()
-
-    import huggingface_hub
-
-    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-    assert deploy.upload("digits", "org/x") == "https://huggingface.co/spaces/org/x/commit/1"
-    (kind, repo_id, create), (kind2, files, upload) = calls
-    assert kind == "create_repo" and repo_id == "org/x"
-    assert create == {"repo_type": "space", "space_sdk": "gradio", "private": False, "exist_ok": True}
-    assert kind2 == "upload_folder" and upload["repo_id"] == "org/x" and upload["repo_type"] == "space"
-    assert "app.py" in files and "shared/preprocessing.py" in files
 
 
 def test_command_line(tmp_path):
