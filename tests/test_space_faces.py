@@ -59,7 +59,7 @@ def unzip(path) -> dict[str, bytes]:
 def test_both_generators_load_with_their_timelines(app):
     assert set(app.MODELS) == {"anime-dcgan", "mnist-gan"} and not app.MISSING
     assert app.MODEL_NAMES[0] == "anime-dcgan"
-    assert {name: list(grids) for name, grids in app.TIMELINES.items()} == {"anime-dcgan": [1, 2], "mnist-gan": [1, 2]}
+    assert {name: list(grids) for name, grids in app.TIMELINES.items()} == {"anime-dcgan": [0, 1, 2], "mnist-gan": [0, 1, 2]}
 
 
 def test_served_with_the_shared_settings(app):
@@ -127,7 +127,7 @@ def test_timeline_shows_each_epoch(app, weights):
         saved = Path(weights["ZTG_WEIGHTS_ANIME_DCGAN"]) / "samples" / f"epoch_{epoch:03d}.png"
         assert Path(picture).read_bytes() == saved.read_bytes()
         assert f"epoch **{epoch}** of 2" in message
-    with pytest.raises(gr.Error, match="epoch must be a whole number from 1 to 2"):
+    with pytest.raises(gr.Error, match="epoch must be a whole number from 0 to 2"):
         app.timeline("anime-dcgan", 3)
 
 
@@ -142,7 +142,7 @@ def test_timeline_shows_each_epoch(app, weights):
     (lambda app: app.faces("no-such-model", 1, 4), "Unknown model"),
     (lambda app: app.interpolate("anime-dcgan", 1, 2, 1), "number of frames must be a whole number from 2 to 60"),
     (lambda app: app.interpolate("anime-dcgan", 1, 10**9, 8), "second seed"),
-    (lambda app: app.timeline("mnist-gan", 0), "epoch must be"),
+    (lambda app: app.timeline("mnist-gan", -1), "epoch must be"),
 ])
 def test_bad_inputs_raise_friendly_errors(app, call, expected):
     with pytest.raises(gr.Error, match=expected):

@@ -113,6 +113,11 @@ def test_bad_env_values_are_errors_not_fallbacks(value, tmp_path):
 
 def test_wrong_architecture_is_refused(tmp_path):
     folder, _ = saved(tmp_path / "mlp", "mnist-mlp")
+    with pytest.raises(WeightsError, match="holds mnist-mlp, not mnist-cnn"):  # config.json says so
+        load_model("mnist-cnn", environ={"ZTG_WEIGHTS_MNIST_CNN": str(folder)}, roots=[])
+    config = json.loads((folder / "config.json").read_text())
+    del config["model_type"]  # a checkpoint from before training recorded it: the strict load refuses it
+    (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(WeightsError, match="do not load into the mnist-cnn model"):
         load_model("mnist-cnn", environ={"ZTG_WEIGHTS_MNIST_CNN": str(folder)}, roots=[])
 

@@ -206,7 +206,7 @@ def timeline(model_name: str, epoch):
     grids = TIMELINES.get(model_name) or {}
     if not grids:
         return None, f"No training timeline for {model_name}: its checkpoint has no samples/epoch_*.png (the grids the training run saves)."
-    epoch = whole_number(epoch, "The epoch", 1, max(grids))
+    epoch = whole_number(epoch, "The epoch", min(grids), max(grids))
     if epoch not in grids:
         return None, f"{model_name} has no grid for epoch {epoch}; it has epochs {', '.join(map(str, grids))}."
     # A copy: the checkpoint folder is not Gradio's to serve.
@@ -230,8 +230,8 @@ def png_bytes(image: Image.Image) -> bytes:
 def show_timeline(model_name: str):
     """After the picker changed (and on load): that model's timeline at its last epoch."""
     grids = TIMELINES.get(model_name) or {}
-    last = max(grids) if grids else 1
-    slider = gr.Slider(minimum=1, maximum=max(last, 2), value=last, interactive=bool(grids))
+    first, last = (min(grids), max(grids)) if grids else (1, 1)  # epoch 0: the untrained generator's grid
+    slider = gr.Slider(minimum=first, maximum=max(last, first + 1), value=last, interactive=bool(grids))
     return (slider, *timeline(model_name, last))
 
 
