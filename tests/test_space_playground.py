@@ -8,6 +8,7 @@ dataset cache and is skipped without it.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import urllib.request
@@ -21,7 +22,17 @@ import pytest
 from conftest import train
 from gradio_client.exceptions import AppError
 from huggingface_hub import HfApi
-from spaces_util import ROOT, client, drawing, editor_value, import_app, serve
+from spaces_util import (
+    ARTIFACTS,
+    ROOT,
+    client,
+    draw_on_canvas,
+    drawing,
+    editor_value,
+    import_app,
+    serve,
+    staged_space,
+)
 
 APP = ROOT / "spaces" / "playground" / "app.py"
 VISITOR_TOKEN = "hf_VISITORtoken0123456789abcdefghij"
@@ -180,3 +191,74 @@ def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, mo
 def test_server_log_holds_no_path_on_the_page_and_no_token(server):
     assert server.alive()
     assert VISITOR_TOKEN not in server.log()
+
+
+# ---- deployed: the staged copy, with training/ vendored ----------------------------------------
+
+
+def test_stage_vendors_the_training_package(tmp_path):
+    sys.path.insert(0, str(ROOT / "spaces"))
+    import deploy
+
+    assert deploy.vendored("playground") == ["shared", "training"] and deploy.vendored("digits") == ["shared"]
+    staged = deploy.stage("playground", tmp_path / "playground")
+    assert (staged / "training" / "lessons" / "mnist_logistic.py").is_file()
+    assert (staged / "shared" / "models" / "__init__.py").is_file()
+    assert not [p for p in (staged / "training").rglob("*") if p.is_file() and p.suffix != ".py"]
+
+
+def test_staged_playground_trains_on_its_own(datasets, tmp_path):
+    """The staged folder (app + copies of shared/ and training/), served by a Python that cannot
+    import this checkout: a run finishes and its checkpoint downloads."""
+    with staged_space("playground", {"ZTG_DATA_DIR": str(datasets)}, tmp_path) as app:
+        api = client(app.url, tmp_path / "downloads")
+        updates = outputs_of(api.submit(*QUICK, api_name="/train"))
+        assert updates[-1][1].startswith("**Done**"), updates[-1][1]
+        assert Path(api.predict(api_name="/download")).is_file()
+
+
+# ---- a real browser ----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_train_watch_stop_and_try_in_a_browser(server, browser):
+    """mnist-logistic: Train, the curve updates at least three times, Stop, then a drawn digit is
+    read by the new model. The page is saved as docs/playground-space.png when that is missing."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(server.url)
+        epochs = page.locator("#epochs input[type=number]")
+        epochs.fill("5")
+        epochs.press("Enter")
+        batch = page.locator("#batch-size input[type=number]")
+        batch.fill("16")  # 5 epochs of 3,125 steps: still training when Stop is pressed
+        batch.press("Enter")
+        page.locator("#train-button").click()
+        seen = []
+        deadline = time.monotonic() + 120
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, seen
+            text = page.locator("#status").inner_text()
+            if text.startswith("Training:") and text not in seen:
+                seen.append(text)
+            time.sleep(0.1)
+        assert page.locator("#curve canvas, #curve svg").count() > 0
+        page.locator("#stop-button").click()
+        page.wait_for_function("() => document.querySelector('#status').innerText.includes('Stopped')",
+                               timeout=10_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "playground-browser.png"), full_page=True)
+        if not (ROOT / "docs" / "playground-space.png").exists():
+            page.screenshot(path=str(ROOT / "docs" / "playground-space.png"), full_page=True)
+        page.get_by_role("tab", name="Try your model").click()
+        canvas = page.locator("#try-canvas canvas").first
+        canvas.wait_for()
+        page.wait_for_function("el => el.classList.contains('highlight')",
+                               arg=page.locator('#try-canvas button[aria-label="Brush"]').element_handle())
+        draw_on_canvas(page, canvas, "7")
+        page.wait_for_function(
+            "() => /^[0-9]$/.test((document.querySelector('#mine [data-testid=\"label-output-value\"]') || {}).textContent?.trim() || '')")
+        assert "Your mnist-logistic says" in page.locator("#verdict").inner_text()
+    finally:
+        page.close()
