@@ -115,6 +115,24 @@ def test_a_run_streams_its_curve_and_its_checkpoint_loads(api, tmp_path):
     assert "published mnist-logistic is not available" in message  # offline test: no Hub weights
 
 
+@pytest.mark.parametrize("settings", [
+    ("linear-regression", 1e-5, 30, 5, "32", "SGD", True),
+    ("mnist-mlp", 2e-3, 1, 512, "64,32", "SGD", False),
+    ("mnist-gan", 5e-4, 1, 512, "32", "Adam", True),  # about 15 s; mnist-cnn (a minute) is left out
+])
+def test_the_other_lessons_finish_with_their_picture(api, settings):
+    updates = outputs_of(api.submit(*settings, api_name="/train"))
+    _, status, picture = updates[-1]
+    assert status.startswith("**Done**") and picture and Path(picture).is_file(), status
+    if settings[0] == "mnist-gan":
+        assert Path(api.predict(7, api_name="/generate")).is_file()
+        with pytest.raises(AppError, match="Seed must be a whole number"):
+            api.predict(-1, api_name="/generate")
+    else:
+        with pytest.raises(AppError, match="Train mnist-gan first"):
+            api.predict(7, api_name="/generate")
+
+
 def test_stop_ends_the_run_within_a_second_and_keeps_the_model(api):
     job = api.submit(*SLOW, api_name="/train")
     deadline = time.monotonic() + 120
