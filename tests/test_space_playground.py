@@ -264,7 +264,7 @@ def test_train_watch_stop_and_try_in_a_browser(server, browser):
         assert page.locator("#curve canvas, #curve svg").count() > 0
         page.locator("#stop-button").click()
         page.wait_for_function("() => document.querySelector('#status').innerText.includes('Stopped')",
-                               timeout=10_000)
+                               timeout=30_000)
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "playground-browser.png"), full_page=True)
         if not (ROOT / "docs" / "playground-space.png").exists():

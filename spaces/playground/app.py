@@ -193,14 +193,17 @@ class Session:
             except Exception as error:  # noqa: BLE001  (reported to the visitor in words, logged here)
                 print(f"[playground] {self.lesson} failed: {type(error).__name__}: {error}", file=sys.stderr)
                 self.rows.put(("error", "The run failed on the server; try other settings.", None))
+            finally:  # the checkpoint folder is all that stays: no model, optimizer or Accelerator
+                self.run = None
 
         self.thread = threading.Thread(target=work, name=f"train-{self.lesson}", daemon=True)
         self.thread.start()
 
     def stop(self) -> None:
         self.stop_asked = True
-        if self.run is not None:
-            self.run.request_stop()
+        run = self.run  # read once: the training thread drops it when it ends
+        if run is not None:
+            run.request_stop()
 
 
 SESSIONS: dict[str, Session] = {}  # session hash -> its latest run
