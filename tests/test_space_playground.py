@@ -8,6 +8,7 @@ dataset cache and is skipped without it.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -21,6 +22,7 @@ import gradio as gr
 import pytest
 from conftest import train
 from gradio_client.exceptions import AppError
+from gradio_client.utils import Status
 from huggingface_hub import HfApi
 from spaces_util import (
     ARTIFACTS,
@@ -156,6 +158,8 @@ def test_a_second_train_waits_for_the_first(server, tmp_path):
     job2 = second.submit(*QUICK, api_name="/train")
     time.sleep(1.0)
     assert not job2.outputs() and not job1.done()
+    waiting = job2.status()
+    assert waiting.code == Status.IN_QUEUE and waiting.rank == 0, waiting  # first in line, and told so
     watcher = threading.Thread(target=lambda: ends.setdefault("first", (outputs_of(job1), time.monotonic())))
     watcher.start()
     second_updates = outputs_of(job2)
@@ -169,6 +173,25 @@ def test_a_second_train_waits_for_the_first(server, tmp_path):
 @pytest.fixture(scope="module")
 def app(datasets):
     return import_app(APP, {"ZTG_DATA_DIR": str(datasets)})
+
+
+def test_the_time_limit_stops_a_run(datasets, tmp_path):
+    with serve(APP, {"ZTG_DATA_DIR": str(datasets), "ZTG_PLAYGROUND_MAX_SECONDS": "3"}) as running:
+        api = client(running.url, tmp_path)
+        start = time.monotonic()
+        updates = outputs_of(api.submit(*SLOW, api_name="/train"), 60)
+        assert updates[-1][1].startswith("**Stopped** by the time limit") and time.monotonic() - start < 15
+        assert Path(api.predict(api_name="/download")).is_file()  # the model so far is kept
+
+
+def test_old_visitor_files_are_pruned(app):
+    old, new = app.WORK / "oldvisitor", app.WORK / "newvisitor"
+    for folder in (old, new):
+        (folder / "run-1").mkdir(parents=True, exist_ok=True)
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    app.prune()
+    assert not old.exists() and new.exists()
 
 
 def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, monkeypatch, capfd):
