@@ -303,3 +303,23 @@ def test_train_watch_stop_and_try_in_a_browser(server, browser):
         assert "Your mnist-logistic says" in page.locator("#verdict").inner_text()
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_closing_the_tab_stops_the_run(server, browser, tmp_path):
+    """A visitor who leaves frees the trainer: a run of 5 epochs at batch 16 (a minute or more)
+    started from a page that is then closed does not hold up the next visitor's run."""
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server.url)
+    for name, value in (("epochs", "5"), ("batch-size", "16")):
+        field = page.locator(f"#{name} input[type=number]")
+        field.fill(value)
+        field.press("Enter")
+    page.locator("#train-button").click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Training:')")
+    page.close()
+    start = time.monotonic()
+    updates = outputs_of(client(server.url, tmp_path).submit(*QUICK, api_name="/train"), 60)
+    assert updates[-1][1].startswith("**Done**") and time.monotonic() - start < 30
+    assert "[mnist-logistic] epoch 5/5" not in server.log()  # the left run never finished
