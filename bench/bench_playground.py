@@ -42,11 +42,11 @@ def one_run(api, settings) -> dict:
     job = api.submit(*settings, api_name="/train")
     first = None
     while not job.done():
-        if first is None and any(curve and curve.get("data") for curve, _, _ in job.outputs()):
+        if first is None and any(curve and curve.get("plot") for curve, _, _ in job.outputs()):
             first = time.perf_counter() - start
         time.sleep(0.02)
     outputs = job.outputs()
-    if first is None and any(curve and curve.get("data") for curve, _, _ in outputs):
+    if first is None and any(curve and curve.get("plot") for curve, _, _ in outputs):
         first = time.perf_counter() - start
     status = outputs[-1][1]
     accuracy = re.search(r"test accuracy ([0-9]+(?:\.[0-9]+)?)", status)

@@ -45,7 +45,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
 
 import gradio as gr  # noqa: E402
-import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from shared.images import ImageError, describe_error, editor_image  # noqa: E402
@@ -57,7 +56,7 @@ DATA_DIR = Path(os.environ.get("ZTG_DATA_DIR") or HERE / "data")
 WORK = Path(tempfile.gettempdir()) / "zero-to-gans-playground"
 MAX_SECONDS = float(os.environ.get("ZTG_PLAYGROUND_MAX_SECONDS", 120))  # wall clock per run
 FILES_MAX_AGE = 3600  # seconds a visitor's checkpoints, pictures and ZIPs are kept
-UPDATE_EVERY = 0.2  # seconds between streamed updates at most (several per epoch)
+UPDATE_EVERY = 0.4  # seconds between streamed updates at most (several per epoch; a redraw costs ~0.1 s)
 CLASSIFIERS = ["mnist-logistic", "mnist-mlp", "mnist-cnn"]
 OPTIMIZERS = ["Adam", "SGD"]
 
@@ -359,15 +358,41 @@ def stream(session: Session, epochs: int):
             session.thread.join(timeout=30)
 
 
+# Row key -> series name. Losses on the left axis, accuracy (%) on the right one.
+SERIES = {"train_loss": "train loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
+          "train_loss_d": "discriminator loss", "train_loss_g": "generator loss"}
+
+
 def curve_points(row: dict) -> list[dict]:
-    series = {"train_loss": "train loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
-              "train_loss_d": "discriminator loss", "train_loss_g": "generator loss"}
     return [{"epoch": round(float(row["epoch"]), 3), "value": float(row[k]), "series": name}
-            for k, name in series.items() if isinstance(row.get(k), (int, float))]
+            for k, name in SERIES.items() if isinstance(row.get(k), (int, float))]
 
 
-def frame(points: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(points or [], columns=["epoch", "value", "series"])
+def frame(points: list[dict]):
+    """The curves so far, as a matplotlib figure (drawn on the server: the page gets a picture)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, losses = plt.subplots(figsize=(7, 3.2))
+    accuracy = None
+    for name in dict.fromkeys(p["series"] for p in points):
+        xs = [p["epoch"] for p in points if p["series"] == name]
+        ys = [p["value"] for p in points if p["series"] == name]
+        if name == "validation accuracy":
+            accuracy = accuracy or losses.twinx()
+            accuracy.plot(xs, ys, "o-", color="tab:green", label=name)
+            accuracy.set_ylabel("accuracy (%)")
+        else:
+            losses.plot(xs, ys, "o-" if name.startswith("validation") else "-", label=name)
+    losses.set(xlabel="epoch", ylabel="loss")
+    handles = [h for axis in (losses, accuracy) if axis is not None for h in axis.get_legend_handles_labels()[0]]
+    if handles:
+        losses.legend(handles=handles, loc="upper right", fontsize=8)
+    figure.tight_layout()
+    plt.close(figure)  # Gradio renders it; pyplot must not keep it
+    return figure
 
 
 def progress_line(row: dict, epochs: int, elapsed: float) -> str:
@@ -555,8 +580,7 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=(3600, 36
                 stop_button = gr.Button("Stop", variant="stop", elem_id="stop-button")
         with gr.Column(scale=3):
             status = gr.Markdown("Pick a lesson and press Train.", elem_id="status")
-            curve = gr.LinePlot(x="epoch", y="value", color="series", label="Loss and validation accuracy",
-                                elem_id="curve", height=300)
+            curve = gr.Plot(label="Loss and validation accuracy", elem_id="curve", format="png")
             picture = gr.Image(label="After the last epoch", interactive=False, format="png", elem_id="picture",
                                buttons=[])
     with gr.Tab("Try your model"):
