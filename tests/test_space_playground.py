@@ -89,7 +89,7 @@ def test_settings_out_of_bounds_get_a_clear_message(api, server, settings, messa
 
 
 def test_a_run_streams_its_curve_and_its_checkpoint_loads(api, tmp_path):
-    """mnist-logistic, 1 epoch: several streamed updates, a final status, a ZIP that loads strictly,
+    """mnist-logistic, 2 epochs: several streamed updates, a final status, a ZIP that loads strictly,
     and a drawing read by the new model."""
     from shared.models import MODELS
 
