@@ -9,7 +9,9 @@
 
 A staged folder is what a Space repo holds: the app folder (app.py, README.md with the Spaces
 front matter, requirements.txt) plus a copy of the `shared/` package next to app.py, which the
-app puts first on its import path. With `--weights-org ORG` the staged README's `models:` and
+app puts first on its import path. A Space that imports more of the project says so with a line
+`# vendor: training` in its requirements.txt (the playground trains with `training/`), and
+that package is copied next to app.py too. With `--weights-org ORG` the staged README's `models:` and
 `preload_from_hub:` name ORG's repos instead of the project's (`ORG/<lesson>`, what `publish`
 pushes), so the Space serves that account's weights, fetched when the Space is built.
 `upload` stages into a temporary folder and uploads it as one commit; `publish` pushes every
@@ -35,6 +37,8 @@ SPACES = Path(__file__).resolve().parent
 ROOT = SPACES.parent
 REQUIRED = ("app.py", "README.md", "requirements.txt")
 ORG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+VENDOR_LINE = re.compile(r"^#\s*vendor:\s*(.+)$")
+VENDORABLE = ("shared", "training")  # the project's packages a Space may ship a copy of
 # Never shipped: caches, Gradio's working folders, editor and OS litter.
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyi", ".gradio", "flagged", ".DS_Store", "*.log")
 
@@ -53,9 +57,24 @@ def space_folder(space: str) -> Path:
     return folder
 
 
+def vendored(space: str) -> list[str]:
+    """The project packages copied into a staged Space: shared/, plus those its requirements.txt
+    names on `# vendor: NAME [NAME ...]` lines."""
+    packages = ["shared"]
+    for line in (space_folder(space) / "requirements.txt").read_text().splitlines():
+        found = VENDOR_LINE.match(line.strip())
+        for name in found.group(1).replace(",", " ").split() if found else []:
+            if name not in VENDORABLE:
+                raise SystemExit(f"error: spaces/{space}/requirements.txt vendors {name!r}; "
+                                 f"only {', '.join(VENDORABLE)} can be vendored")
+            if name not in packages:
+                packages.append(name)
+    return packages
+
+
 def stage(space: str, dest: Path, weights_org: str | None = None) -> Path:
-    """Copy spaces/<space>/ and shared/ (Python files only) into `dest`, which must be new or empty;
-    with `weights_org`, the README points at that account's model repos."""
+    """Copy spaces/<space>/ and the packages it vendors (Python files only) into `dest`, which must
+    be new or empty; with `weights_org`, the README points at that account's model repos."""
     source = space_folder(space)
     dest = Path(dest)
     if dest.exists() and any(dest.iterdir()):
@@ -65,7 +84,8 @@ def stage(space: str, dest: Path, weights_org: str | None = None) -> Path:
     def only_python(folder, names):
         return {n for n in names if (Path(folder) / n).is_file() and not n.endswith(".py")} | set(IGNORE(folder, names))
 
-    shutil.copytree(ROOT / "shared", dest / "shared", ignore=only_python)
+    for package in vendored(space):
+        shutil.copytree(ROOT / package, dest / package, ignore=only_python)
     if weights_org is not None:
         point_at(dest / "README.md", weights_org)
     return dest

@@ -43,15 +43,18 @@ class PublishError(RuntimeError):
     """The checkpoint was not published; the message says why (never with the token)."""
 
 
-def check_can_publish(repo_id: str) -> None:
-    """Fail before training when publishing cannot work: a bad repo id or no token at all."""
+def check_can_publish(repo_id: str, token: str | None = None) -> None:
+    """Fail before training when publishing cannot work: a bad repo id or no token at all.
+
+    `token`: a token to use instead of the environment's (the playground Space passes its
+    visitor's OAuth token)."""
     try:
         validate_repo_id(repo_id)
     except ValueError as error:
         raise PublishError(f"{repo_id!r} is not a Hub repo id ORG/NAME ({error})") from None
     if "/" not in repo_id:
         raise PublishError(f"{repo_id!r} is not a Hub repo id ORG/NAME (the owner is missing)")
-    if not _token():
+    if not (token or _token()):
         raise PublishError("publishing needs a Hugging Face token with write access: "
                            "run `hf auth login` or set HF_TOKEN")
 
@@ -91,12 +94,14 @@ def check_folder(folder: Path) -> None:
                                    "remove it or retrain with this version before publishing")
 
 
-def publish(folder: Path, repo_id: str, private: bool | None = None) -> str:
-    """Mirror `folder` into the Hub model repo `repo_id` in one commit; the commit's URL."""
+def publish(folder: Path, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+    """Mirror `folder` into the Hub model repo `repo_id` in one commit; the commit's URL.
+
+    `token`: used instead of the environment's token, handed only to `HfApi(token=...)`."""
     folder = Path(folder)
-    check_can_publish(repo_id)
+    check_can_publish(repo_id, token)
     check_folder(folder)
-    api = HfApi()
+    api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
         if private and not api.repo_info(repo_id, repo_type="model").private:
@@ -111,15 +116,16 @@ def publish(folder: Path, repo_id: str, private: bool | None = None) -> str:
         raise
     except Exception as error:  # network, permissions, a bad token: say which, never the token
         first = str(error).strip().splitlines()[0] if str(error).strip() else ""
-        raise PublishError(f"publishing to {repo_id} failed ({type(error).__name__}: {scrub(first)})") from None
+        raise PublishError(f"publishing to {repo_id} failed ({type(error).__name__}: {scrub(first, token)})") from None
     return info.commit_url
 
 
-def scrub(text: str) -> str:
-    """`text` with the token in use, and anything shaped like a Hub token, masked."""
-    token = _token()
-    if token:
-        text = text.replace(token, "hf_***")
+def scrub(text: str, token: str | None = None) -> str:
+    """`text` with the token in use (`token`, and the environment's), and anything shaped like a
+    Hub token, masked."""
+    for secret in (token, _token()):
+        if secret:
+            text = text.replace(secret, "hf_***")
     return _TOKEN_LIKE.sub("hf_***", text)
 
 

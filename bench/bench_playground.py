@@ -1,0 +1,106 @@
+"""The training playground Space: time from Train to the first curve point, mnist-logistic with the
+playground's defaults (accuracy and time), and the server's memory over consecutive runs.
+
+    ZTG_DATA_DIR=../shared/datasets python bench/bench_playground.py [--runs 5]
+
+Everything goes through the real HTTP API (gradio_client, client and server on the same cores),
+with MNIST already on disk. Memory is the server process's resident set, sampled every 0.2 s.
+
+Targets (issue 13): first curve point <= 3 s after Train with the data cached; mnist-logistic
+with the defaults >= 90% test accuracy in <= 30 s; no memory growth over five runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app imported here for its defaults: no Hub lookups
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from conftest import find_datasets  # noqa: E402
+from spaces_util import client, import_app, serve  # noqa: E402
+
+APP = ROOT / "spaces" / "playground" / "app.py"
+
+
+def defaults(datasets: Path) -> tuple:
+    """mnist-logistic as the page first shows it: the app's own defaults."""
+    app = import_app(APP, {"ZTG_DATA_DIR": str(datasets)})
+    spec = app.LESSONS["mnist-logistic"]
+    return ("mnist-logistic", spec["lr"][0], spec["epochs"][0], spec["batch_size"][0], "32", "Adam", True)
+
+
+def one_run(api, settings) -> dict:
+    start = time.perf_counter()
+    job = api.submit(*settings, api_name="/train")
+    first = None
+    while not job.done():
+        if first is None and any(curve and curve.get("plot") for curve, _, _ in job.outputs()):
+            first = time.perf_counter() - start
+        time.sleep(0.02)
+    outputs = job.outputs()
+    if first is None and any(curve and curve.get("plot") for curve, _, _ in outputs):
+        first = time.perf_counter() - start
+    status = outputs[-1][1]
+    accuracy = re.search(r"test accuracy ([0-9]+(?:\.[0-9]+)?)", status)
+    return {"first_point_s": first, "total_s": time.perf_counter() - start, "status": status,
+            "test_accuracy": float(accuracy[1]) if accuracy else None}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--runs", type=int, default=5)
+    args = p.parse_args()
+    datasets = find_datasets()
+    if datasets is None:
+        sys.exit("MNIST not found: set ZTG_DATA_DIR to a folder with MNIST/raw/")
+    settings = defaults(datasets)
+    print(f"settings: {settings}; {os.cpu_count()} cores (shared with whatever else runs)")
+    with serve(APP, {"ZTG_DATA_DIR": str(datasets), "ZTG_PLAYGROUND_MAX_SECONDS": "120"}) as app:
+        api = client(app.url)
+        peak, stop = [0.0], threading.Event()
+
+        def sample():
+            while not stop.is_set() and app.alive():
+                try:
+                    peak[0] = max(peak[0], app.rss_mb()[0])
+                except (OSError, KeyError):  # the server exited: nothing left to sample
+                    return
+                time.sleep(0.2)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        idle = app.rss_mb()[0]
+        print(f"server ready in {app.startup_seconds:.1f} s, RSS idle {idle:.0f} MiB")
+        after = []
+        try:
+            runs = [run_and_report(api, app, settings, index, after, peak) for index in range(args.runs)]
+        finally:
+            stop.set()
+        firsts = sorted(r["first_point_s"] for r in runs if r["first_point_s"] is not None)
+        print(f"first curve point: median {firsts[len(firsts) // 2]:.2f} s over {len(firsts)} runs; "
+              f"mnist-logistic defaults: {min(r['test_accuracy'] or 0 for r in runs)}% or better, "
+              f"{max(r['total_s'] for r in runs):.1f} s at most from Train to done")
+        print(f"RSS after run 1 {after[0]:.0f} MiB, after run {args.runs} {after[-1]:.0f} MiB "
+              f"(growth {after[-1] - after[0]:+.0f} MiB); peak during the runs {peak[0]:.0f} MiB")
+
+
+def run_and_report(api, app, settings, index: int, after: list, peak: list) -> dict:
+    result = one_run(api, settings)
+    time.sleep(1.0)  # let the run's thread and its buffers go
+    after.append(app.rss_mb()[0])
+    print(f"run {index + 1}: first curve point {result['first_point_s']:.2f} s, done in "
+          f"{result['total_s']:.1f} s, test accuracy {result['test_accuracy']}%, RSS after {after[-1]:.0f} MiB, "
+          f"peak so far {peak[0]:.0f} MiB", flush=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()

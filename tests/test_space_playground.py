@@ -1,0 +1,331 @@
+"""The training playground Space: its real HTTP API through gradio_client (bounds, a streamed run,
+Stop, one run at a time, the ZIP), the push path with the visitor's token, and a real browser.
+
+Runs are short on purpose (1-2 epochs of mnist-logistic on real MNIST); every test here needs the
+dataset cache and is skipped without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+from unittest import mock
+
+import gradio as gr
+import pytest
+from conftest import train
+from gradio_client.exceptions import AppError
+from gradio_client.utils import Status
+from huggingface_hub import HfApi
+from spaces_util import (
+    ARTIFACTS,
+    ROOT,
+    client,
+    draw_on_canvas,
+    drawing,
+    editor_value,
+    import_app,
+    serve,
+    staged_space,
+)
+
+from shared.weights import env_var
+
+APP = ROOT / "spaces" / "playground" / "app.py"
+VISITOR_TOKEN = "hf_VISITORtoken0123456789abcdefghij"
+# lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment
+QUICK = ("mnist-logistic", 1e-3, 1, 256, "32", "Adam", True)
+SLOW = ("mnist-mlp", 2e-3, 5, 16, "256,128", "Adam", True)  # far longer than any test waits
+
+
+@pytest.fixture(scope="module")
+def server(datasets):
+    with serve(APP, {"ZTG_DATA_DIR": str(datasets), "ZTG_PLAYGROUND_MAX_SECONDS": "60"}) as running:
+        yield running
+
+
+@pytest.fixture
+def api(server, tmp_path):
+    return client(server.url, tmp_path / "downloads")
+
+
+def outputs_of(job, timeout: float = 120) -> list:
+    deadline = time.monotonic() + timeout
+    while not job.done():
+        assert time.monotonic() < deadline, "the run did not end in time"
+        time.sleep(0.1)
+    return job.outputs()
+
+
+def test_every_endpoint_is_named(server):
+    with urllib.request.urlopen(server.url + "gradio_api/info") as response:
+        info = json.load(response)
+    assert {"/train", "/stop", "/predict", "/generate", "/download", "/push"} <= set(info["named_endpoints"])
+    assert not info["unnamed_endpoints"]
+
+
+@pytest.mark.parametrize("settings, message", [
+    (("mnist-logistic", 5.0, 1, 128, "32", "Adam", True), "Learning rate must be a number from 1e-05 to 1"),
+    (("mnist-logistic", 1e-3, 50, 128, "32", "Adam", True), "Epochs must be a whole number from 1 to 5"),
+    (("mnist-logistic", 1e-3, 1, 8, "32", "Adam", True), "Batch size must be a whole number from 16 to 1024"),
+    (("mnist-logistic", 1e-3, 1, 4096, "32", "Adam", True), "greater than maximum value 1024"),  # the slider's own
+    (("mnist-mlp", 1e-3, 1, 128, "64,abc", "Adam", True), "Hidden sizes: 1 to 3 layers"),
+    (("mnist-mlp", 1e-3, 1, 128, "100000", "Adam", True), "Hidden sizes: 1 to 3 layers"),
+    (("mnist-logistic", 1e-3, 1, 128, "32", "Lion", True), "not in the list of choices: \\[.Adam., .SGD.\\]"),  # the radio's own
+    (("mnist-resnet", 1e-3, 1, 128, "32", "Adam", True), "not in the list of choices"),  # the dropdown's own
+])
+def test_settings_out_of_bounds_get_a_clear_message(api, server, settings, message):
+    with pytest.raises(AppError, match=message) as error:
+        api.predict(*settings, api_name="/train")
+    assert str(ROOT) not in str(error.value) and "Traceback" not in str(error.value)
+    assert server.alive()
+
+
+def test_a_run_streams_its_curve_and_its_checkpoint_loads(api, tmp_path):
+    """mnist-logistic, 2 epochs: several streamed updates, a final status, a ZIP that loads strictly,
+    and a drawing read by the new model."""
+    from shared.models import MODELS
+
+    job = api.submit("mnist-logistic", 1e-3, 2, 64, "32", "Adam", True, api_name="/train")
+    updates = outputs_of(job)
+    curves = [curve["plot"] for curve, _, _ in updates if curve and curve.get("plot")]
+    assert len(updates) >= 3 and len(curves) >= 3, [status for _, status, _ in updates]
+    assert len(set(curves)) >= 3 and curves[0].startswith("data:image/png")  # redrawn as it grew
+    _, status, picture = updates[-1]
+    assert status.startswith("**Done**") and "test accuracy" in status
+    assert picture and Path(picture).is_file()
+
+    archive = Path(api.predict(api_name="/download"))
+    with zipfile.ZipFile(archive) as zipped:
+        names = zipped.namelist()
+        zipped.extractall(tmp_path / "unzipped")
+    assert "mnist-logistic/model.safetensors" in names and not [n for n in names if "resume/" in n]
+    folder = tmp_path / "unzipped" / "mnist-logistic"
+    model = MODELS["mnist-logistic"].from_pretrained(folder)  # strict, safetensors only
+    assert json.loads((folder / "metrics.json").read_text())["test_accuracy"] > 85
+    assert model is not None
+
+    canvas = tmp_path / "seven.png"
+    drawing("7").save(canvas)
+    mine, theirs, message = api.predict(editor_value(canvas), api_name="/predict")
+    assert len(mine["confidences"]) == 3 and "Your mnist-logistic says" in message
+    assert "published mnist-logistic is not available" in message  # offline test: no Hub weights
+
+
+@pytest.mark.parametrize("settings", [
+    ("linear-regression", 1e-5, 30, 5, "32", "SGD", True),
+    ("mnist-mlp", 2e-3, 1, 512, "64,32", "SGD", False),
+    ("mnist-gan", 5e-4, 1, 512, "32", "Adam", True),  # about 15 s; mnist-cnn (a minute) is left out
+])
+def test_the_other_lessons_finish_with_their_picture(api, settings):
+    updates = outputs_of(api.submit(*settings, api_name="/train"))
+    _, status, picture = updates[-1]
+    assert status.startswith("**Done**") and picture and Path(picture).is_file(), status
+    if settings[0] == "mnist-gan":
+        assert Path(api.predict(7, api_name="/generate")).is_file()
+        with pytest.raises(AppError, match="Seed must be a whole number"):
+            api.predict(-1, api_name="/generate")
+    else:
+        with pytest.raises(AppError, match="Train mnist-gan first"):
+            api.predict(7, api_name="/generate")
+
+
+def test_stop_ends_the_run_within_a_second_and_keeps_the_model(api):
+    job = api.submit(*SLOW, api_name="/train")
+    deadline = time.monotonic() + 120
+    while len(job.outputs()) < 2:
+        assert time.monotonic() < deadline and not job.done()
+        time.sleep(0.1)
+    asked = time.monotonic()
+    assert "Stopping" in api.predict(api_name="/stop")
+    updates = outputs_of(job, 30)
+    assert time.monotonic() - asked < 3  # a second to stop, plus the last update on a busy machine
+    assert updates[-1][1].startswith("**Stopped** by Stop")
+    assert Path(api.predict(api_name="/download")).is_file()
+
+
+def test_a_second_train_waits_for_the_first(server, tmp_path):
+    first, second = client(server.url, tmp_path / "a"), client(server.url, tmp_path / "b")
+    ends = {}
+    job1 = first.submit("mnist-logistic", 1e-3, 2, 64, "32", "Adam", True, api_name="/train")
+    while not job1.outputs():
+        time.sleep(0.05)
+    job2 = second.submit(*QUICK, api_name="/train")
+    time.sleep(1.0)
+    assert not job2.outputs() and not job1.done()
+    waiting = job2.status()
+    assert waiting.code == Status.IN_QUEUE and waiting.rank == 0, waiting  # first in line, and told so
+    watcher = threading.Thread(target=lambda: ends.setdefault("first", (outputs_of(job1), time.monotonic())))
+    watcher.start()
+    second_updates = outputs_of(job2)
+    watcher.join()
+    assert ends["first"][0][-1][1].startswith("**Done**") and second_updates[-1][1].startswith("**Done**")
+
+
+# ---- pushing with the visitor's token ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def app(datasets, tmp_path_factory):
+    """The app imported in this process; the published models pointed at a missing folder, so that
+    start-up asks no Hub (this process may not be offline)."""
+    missing = str(tmp_path_factory.mktemp("nothing") / "missing")
+    return import_app(APP, {"ZTG_DATA_DIR": str(datasets), **{env_var(name): missing for name in
+                                                               ("mnist-logistic", "mnist-mlp", "mnist-cnn")}})
+
+
+def test_the_time_limit_stops_a_run(datasets, tmp_path):
+    with serve(APP, {"ZTG_DATA_DIR": str(datasets), "ZTG_PLAYGROUND_MAX_SECONDS": "3"}) as running:
+        api = client(running.url, tmp_path)
+        start = time.monotonic()
+        updates = outputs_of(api.submit(*SLOW, api_name="/train"), 60)
+        assert updates[-1][1].startswith("**Stopped** by the time limit") and time.monotonic() - start < 15
+        assert Path(api.predict(api_name="/download")).is_file()  # the model so far is kept
+
+
+def test_old_visitor_files_are_pruned(app):
+    old, new = app.WORK / "oldvisitor", app.WORK / "newvisitor"
+    for folder in (old, new):
+        (folder / "run-1").mkdir(parents=True, exist_ok=True)
+    two_hours_ago = time.time() - 7200
+    os.utime(old, (two_hours_ago, two_hours_ago))
+    app.prune()
+    assert not old.exists() and new.exists()
+
+
+def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, monkeypatch, capfd):
+    from training import hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hub, "_token", lambda: None)  # no token on the server: only the visitor's
+    train("mnist-logistic", tmp_path)
+    folder = tmp_path / "mnist-logistic"
+    api_class = mock.create_autospec(HfApi)
+    api = api_class.return_value
+    api.list_repo_files.return_value = [".gitattributes"]
+    api.create_commit.return_value = SimpleNamespace(commit_url="https://huggingface.co/visitor/mine/commit/1")
+    monkeypatch.setattr(hub, "HfApi", api_class)
+
+    profile = SimpleNamespace(username="visitor")
+    token = gr.OAuthToken(token=VISITOR_TOKEN, scope="openid profile write-repos", expires_at=int(time.time()) + 600)
+    message = app.push_checkpoint(folder, "mine", profile, token)
+
+    assert message.startswith("Pushed to https://huggingface.co/visitor/mine")
+    api_class.assert_called_once_with(token=VISITOR_TOKEN)
+    api.create_repo.assert_called_once_with("visitor/mine", repo_type="model", private=None, exist_ok=True)
+    api.create_commit.assert_called_once()
+    assert api.create_commit.call_args.args[0] == "visitor/mine"
+    assert VISITOR_TOKEN not in message
+    out, err = capfd.readouterr()
+    assert VISITOR_TOKEN not in out + err
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert VISITOR_TOKEN.encode() not in path.read_bytes(), path
+
+    api.create_commit.side_effect = RuntimeError(f"401 Unauthorized for token {VISITOR_TOKEN}")
+    failed = app.push_checkpoint(folder, "mine", profile, token)
+    assert failed.startswith("Not pushed") and VISITOR_TOKEN not in failed
+    assert "Sign in with Hugging Face first" in app.push_checkpoint(folder, "mine", None, None)
+
+
+def test_server_log_holds_no_path_on_the_page_and_no_token(server):
+    assert server.alive()
+    assert VISITOR_TOKEN not in server.log()
+
+
+# ---- deployed: the staged copy, with training/ vendored ----------------------------------------
+
+
+def test_stage_vendors_the_training_package(tmp_path):
+    sys.path.insert(0, str(ROOT / "spaces"))
+    import deploy
+
+    assert deploy.vendored("playground") == ["shared", "training"] and deploy.vendored("digits") == ["shared"]
+    staged = deploy.stage("playground", tmp_path / "playground")
+    assert (staged / "training" / "lessons" / "mnist_logistic.py").is_file()
+    assert (staged / "shared" / "models" / "__init__.py").is_file()
+    assert not [p for p in (staged / "training").rglob("*") if p.is_file() and p.suffix != ".py"]
+
+
+def test_staged_playground_trains_on_its_own(datasets, tmp_path):
+    """The staged folder (app + copies of shared/ and training/), served by a Python that cannot
+    import this checkout: a run finishes and its checkpoint downloads."""
+    with staged_space("playground", {"ZTG_DATA_DIR": str(datasets)}, tmp_path) as app:
+        api = client(app.url, tmp_path / "downloads")
+        updates = outputs_of(api.submit(*QUICK, api_name="/train"))
+        assert updates[-1][1].startswith("**Done**"), updates[-1][1]
+        assert Path(api.predict(api_name="/download")).is_file()
+
+
+# ---- a real browser ----------------------------------------------------------------------------
+
+
+@pytest.mark.browser
+def test_train_watch_stop_and_try_in_a_browser(server, browser):
+    """mnist-logistic: Train, the curve updates at least three times, Stop, then a drawn digit is
+    read by the new model. The page is saved as docs/playground-space.png when that is missing."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(server.url)
+        epochs = page.locator("#epochs input[type=number]")
+        epochs.fill("5")
+        epochs.press("Enter")
+        batch = page.locator("#batch-size input[type=number]")
+        batch.fill("16")  # 5 epochs of 3,125 steps: still training when Stop is pressed
+        batch.press("Enter")
+        page.locator("#train-button").click()
+        seen = []
+        deadline = time.monotonic() + 120
+        while len(seen) < 3:
+            assert time.monotonic() < deadline, seen
+            text = page.locator("#status").inner_text()
+            if text.startswith("Training:") and text not in seen:
+                seen.append(text)
+            time.sleep(0.1)
+        assert page.locator("#curve img").count() > 0
+        page.locator("#stop-button").click()
+        page.wait_for_function("() => document.querySelector('#status').innerText.includes('Stopped')",
+                               timeout=30_000)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "playground-browser.png"), full_page=True)
+        if not (ROOT / "docs" / "playground-space.png").exists():
+            page.screenshot(path=str(ROOT / "docs" / "playground-space.png"), full_page=True)
+        page.get_by_role("tab", name="Try your model").click()
+        canvas = page.locator("#try-canvas canvas").first
+        canvas.wait_for()
+        page.wait_for_function("el => el.classList.contains('highlight')",
+                               arg=page.locator('#try-canvas button[aria-label="Brush"]').element_handle())
+        draw_on_canvas(page, canvas, "7")
+        page.wait_for_function(
+            "() => /^[0-9]$/.test((document.querySelector('#mine [data-testid=\"label-output-value\"]') || {}).textContent?.trim() || '')")
+        assert "Your mnist-logistic says" in page.locator("#verdict").inner_text()
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_closing_the_tab_stops_the_run(server, browser, tmp_path):
+    """A visitor who leaves frees the trainer: a run of 5 epochs at batch 16 (a minute or more)
+    started from a page that is then closed does not hold up the next visitor's run."""
+    page = browser.new_page()
+    page.set_default_timeout(60_000)
+    page.goto(server.url)
+    for name, value in (("epochs", "5"), ("batch-size", "16")):
+        field = page.locator(f"#{name} input[type=number]")
+        field.fill(value)
+        field.press("Enter")
+    page.locator("#train-button").click()
+    page.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Training:')")
+    page.close()
+    start = time.monotonic()
+    updates = outputs_of(client(server.url, tmp_path).submit(*QUICK, api_name="/train"), 60)
+    assert updates[-1][1].startswith("**Done**") and time.monotonic() - start < 30
+    assert "[mnist-logistic] epoch 5/5" not in server.log()  # the left run never finished
