@@ -360,6 +360,10 @@ def test_upload_in_a_browser(server, browser, tmp_path):
     page.wait_for_function("el => el.textContent.includes('by cifar10-mlp')", arg=message.element_handle())
     (ROOT / "artifacts").mkdir(exist_ok=True)
     page.screenshot(path=str(ROOT / "artifacts" / "cifar10-browser-upload.png"), full_page=True)
+    page.get_by_label("image-folder (circle, square, stripes)").check()  # the picker names a learner's classes
+    page.wait_for_function("el => el.textContent.includes('by image-folder')", arg=message.element_handle())
+    assert page.locator('#prediction [data-testid="label-output-value"]').inner_text().strip() in SHAPES
+    page.screenshot(path=str(ROOT / "artifacts" / "cifar10-browser-image-folder.png"), full_page=True)
     # Remove the photo while the switch to another model is on its way (held here, as on a slow
     # connection): the switch's answer used to land after the removal's, beside no photo.
     switch = HeldRequests(page, "**/gradio_api/queue/join*", lambda request: "cifar10-cnn" in request.post_data)
