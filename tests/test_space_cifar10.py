@@ -339,6 +339,7 @@ def test_a_space_serving_only_a_learners_model_opens_on_it(own_checkpoint, tmp_p
     app = import_app(APP, env)
     assert set(app.MODELS) == {"image-folder"} and app.DEFAULT == "image-folder"
     assert "circle, square or stripes" in app.classify(None, app.DEFAULT)[3]
+    assert "CIFAR-10" not in app.introduction() and "knows 3 classes" in app.introduction()
 
 
 # ---- a real browser ---------------------------------------------------------------------------

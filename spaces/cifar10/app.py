@@ -268,15 +268,18 @@ def choice(name: str) -> tuple[str, str]:
 
 
 def introduction() -> str:
-    text = ("# What is in the picture?\nThree CIFAR-10 models from *Deep Learning with PyTorch: Zero to "
-            "GANs* name it: the lesson 5 ResNet9, the lesson 4 CNN and the feed-forward network of "
-            "assignment 3. They know ten classes and see 32x32 pixels.")
-    if "image-folder" in MODELS:
-        own = inputs_of(MODELS["image-folder"].model)
-        text += (f" The course project's image-folder model, a ResNet9 trained on a folder of its own, knows "
-                 f"{len(own.class_names)} classes ({', '.join(own.class_names)}) and sees "
-                 f"{own.image_size}x{own.image_size} pixels.")
-    return text
+    """The page's heading: the CIFAR-10 models, then a learner's own one (alone where only it loaded)."""
+    cifar = ("Three CIFAR-10 models from *Deep Learning with PyTorch: Zero to GANs* name it: the lesson 5 "
+             "ResNet9, the lesson 4 CNN and the feed-forward network of assignment 3. They know ten classes "
+             "and see 32x32 pixels.")
+    if "image-folder" not in MODELS:
+        return "# What is in the picture?\n" + cifar
+    own = inputs_of(MODELS["image-folder"].model)
+    mine = (f"The course project's image-folder model, lesson 5's ResNet9 trained on a folder of its own, "
+            f"knows {len(own.class_names)} classes ({', '.join(own.class_names)}) and sees "
+            f"{own.image_size}x{own.image_size} pixels.")
+    only_mine = not any(name in MODELS for name in MODEL_NAMES if name != "image-folder")
+    return "# What is in the picture?\n" + (mine if only_mine else f"{cifar} {mine}")
 
 
 def unavailable() -> str:
