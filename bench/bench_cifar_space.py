@@ -38,7 +38,8 @@ from space_bench import Report, arguments, percentiles, timed, weights_env  # no
 from harness.spaces import client, import_app, serve  # noqa: E402
 
 APP = ROOT / "spaces" / "cifar10" / "app.py"
-MODELS = {"cifar10-resnet9": dict(width=16), "cifar10-cnn": dict(width=16), "cifar10-mlp": {}}  # cpu profiles
+MODELS = {"cifar10-resnet9": dict(width=16), "cifar10-cnn": dict(width=16), "cifar10-mlp": {},  # cpu profiles
+          "image-folder": dict(width=16, image_size=64, class_names=["airplane", "cat", "dog"])}
 
 
 

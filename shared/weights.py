@@ -235,10 +235,19 @@ def load_models(names: list[str], readme: str | Path, tag: str) -> tuple[dict[st
     return {n: m for n, m, _ in results if m}, {n: e for n, _, e in results if e}
 
 
+# Lessons trained on a folder of the learner's own, which their training command must name.
+OWN_DATA = {"image-folder": "MY_FOLDER"}
+
+
 def how_to_fix(lesson: str) -> str:
-    return (f"Train it with `make train LESSON={lesson}` (or `python -m training {lesson}`), which "
-            f"writes checkpoints/{lesson}/, or set {env_var(lesson)} to a checkpoint folder or a Hub "
-            "model repo (org/name or org/name@revision).")
+    folder = OWN_DATA.get(lesson)
+    make, python = f"make train LESSON={lesson}", f"python -m training {lesson}"
+    if folder:
+        make, python = f"{make} DATA_DIR={folder}", f"{python} --data-dir {folder}"
+    return (f"Train it with `{make}` (or `{python}`"
+            + (", the folder holding one subfolder of images per class" if folder else "")
+            + f"), which writes checkpoints/{lesson}/, or set {env_var(lesson)} to a checkpoint folder or a "
+            "Hub model repo (org/name or org/name@revision).")
 
 
 def _download(lesson: str, source: Source, cache_dir) -> Path:

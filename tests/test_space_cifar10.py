@@ -1,6 +1,7 @@
-"""The CIFAR-10 Space: its predict function and Grad-CAM, its real HTTP API through gradio_client
-(uploads of every mode, bad files, 32 clients at once), its staged copy on its own, and an
-upload in a real browser."""
+"""The CIFAR-10 Space (the image classifier): its predict function and Grad-CAM, its real HTTP API
+through gradio_client (uploads of every mode, bad files, 32 clients at once), an image-folder
+checkpoint trained on a synthetic folder served with its own classes and size, its staged copy on
+its own, and an upload in a real browser."""
 
 from __future__ import annotations
 
@@ -14,9 +15,12 @@ import gradio as gr
 import numpy as np
 import pytest
 import torch
+from conftest import run_training
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
+from test_image_folder import CLASSES as SHAPES
+from test_image_folder import write_folder
 
 from harness.drawings import huge_png_header, png
 from harness.spaces import (
@@ -38,11 +42,24 @@ MODEL_NAMES = ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp"]
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> dict:
-    """ZTG_WEIGHTS_* for the three models: untrained (narrow) networks saved as checkpoints."""
+def own_checkpoint(tmp_path_factory) -> Path:
+    """An image-folder checkpoint as a learner makes one: `python -m training image-folder` (smoke
+    profile, on the folder) on 3 classes of odd-sized pictures in every mode, at 24x24."""
+    root = tmp_path_factory.mktemp("project")
+    folder = write_folder(root / "shapes", per_class=10)
+    run_training("image-folder", "--profile", "smoke", "--synthetic_data=false", "--image_size=24",
+                 "--batch_size=8", "--data-dir", str(folder), "--out-dir", str(root / "out"),
+                 env={"ZTG_CACHE_DIR": str(root / "cache")})
+    return root / "out" / "image-folder"
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory, own_checkpoint) -> dict:
+    """ZTG_WEIGHTS_* for the CIFAR-10 models (untrained, narrow networks saved as checkpoints) and
+    the trained image-folder checkpoint."""
     folder = tmp_path_factory.mktemp("weights")
     build_model("cifar10-resnet9", width=16).save_pretrained(folder / "cifar10-resnet9")
-    return random_weights(folder, MODEL_NAMES)
+    return {**random_weights(folder, MODEL_NAMES), "ZTG_WEIGHTS_IMAGE_FOLDER": str(own_checkpoint)}
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +81,43 @@ def photo(size=(640, 480)) -> Image.Image:
 
 
 def test_all_models_load_and_resnet9_is_the_default(app):
-    assert set(app.MODELS) == set(MODEL_NAMES) and not app.MISSING
-    assert app.MODEL_NAMES[0] == "cifar10-resnet9"
+    assert set(app.MODELS) == {*MODEL_NAMES, "image-folder"} and not app.MISSING
+    assert app.MODEL_NAMES[0] == app.DEFAULT == "cifar10-resnet9"
+
+
+# ---- a learner's own checkpoint (image-folder) ---------------------------------------------------
+
+
+def test_an_image_folder_checkpoint_is_served_with_its_classes_and_size(app, own_checkpoint):
+    expects = app.inputs_of(app.MODELS["image-folder"].model)
+    assert expects.class_names == list(SHAPES) and expects.image_size == 24
+    config = json.loads((own_checkpoint / "config.json").read_text())
+    assert (expects.mean, expects.std) == (config["mean"], config["std"])
+    for picture in sorted((own_checkpoint.parents[1] / "shapes" / "square").iterdir())[:7]:  # every mode
+        label, preview, heat, message = app.predict(str(picture), "image-folder")
+        assert set(label) == set(SHAPES) and sum(label.values()) == pytest.approx(1, abs=1e-5)
+        assert preview.shape == heat.shape == (256, 256, 3) and "by image-folder (24x24 input)" in message
+    # The picker and the empty-photo prompt name its classes; the CIFAR-10 models keep theirs.
+    assert app.choice("image-folder") == ("image-folder (circle, square, stripes)", "image-folder")
+    assert app.choice("cifar10-cnn") == ("cifar10-cnn", "cifar10-cnn")
+    assert app.predict(None, "image-folder")[3] == "Upload, paste or take a photo of circle, square or stripes."
+    assert "knows 3 classes (circle, square, stripes) and sees 24x24 pixels" in app.introduction()
+
+
+def test_the_model_input_is_what_image_folder_training_decodes(app, own_checkpoint):
+    """The Space's input for an upload equals training's own decoding of that file, normalised the
+    same way: the prediction is the model's on the training pipeline's tensor."""
+    from shared.preprocessing import normalize_images
+    from training.image_folder import decode
+
+    path = own_checkpoint.parents[1] / "shapes" / "circle" / "003.png"  # 41x45 greyscale
+    _, pixels = app.model_input(app.open_image(str(path)), 24)
+    reference, _ = decode(path, 24)
+    assert torch.equal(pixels[0], torch.from_numpy(np.array(reference)).permute(2, 0, 1))
+    model = app.MODELS["image-folder"].model
+    logits, heat = app.saliency(model, normalize_images(pixels, model.mean, model.std))
+    torch.testing.assert_close(logits, model(normalize_images(pixels, model.mean, model.std))[0].detach())
+    assert heat.shape == (24, 24) and heat.max() == 1  # Grad-CAM on the ResNet9's features
 
 
 def test_served_with_the_shared_settings(app):
@@ -200,6 +252,14 @@ def test_every_endpoint_is_named(server):
 
 
 @pytest.mark.parametrize("name", ["photo.jpg", "mode-P.gif", "mode-RGBA.webp", "mode-CMYK.jpg", "mode-I16.png"])
+def test_image_folder_over_http(api, files, name):
+    label, preview, heat, message = api.predict(handle_file(str(files[name])), "image-folder", api_name="/predict")
+    assert len(label["confidences"]) == 3 and {c["label"] for c in label["confidences"]} == set(SHAPES)
+    assert label["label"] in SHAPES and f"**{label['label']}**" in message
+    assert np.asarray(Image.open(preview)).shape == np.asarray(Image.open(heat)).shape == (256, 256, 3)
+
+
+@pytest.mark.parametrize("name", ["photo.jpg", "mode-P.gif", "mode-RGBA.webp", "mode-CMYK.jpg", "mode-I16.png"])
 def test_predict_over_http(api, files, name):
     label, preview, heat, message = api.predict(handle_file(str(files[name])), "cifar10-resnet9",
                                                 api_name="/predict")
@@ -262,6 +322,24 @@ def test_staged_space_runs_on_its_own(tmp_path, weights):
         assert len(label["confidences"]) == 3 and "cifar10-resnet9" in message
         _, _, _, message = api.predict(handle_file(str(tmp_path / "photo.png")), "cifar10-cnn", api_name="/predict")
         assert "cifar10-cnn is not available" in message and "ZTG_WEIGHTS_CIFAR10_CNN" in message
+        # No image-folder anywhere: one quiet line with the command that trains it, CIFAR-10 stays the default.
+        with urllib.request.urlopen(running.url + "config", timeout=30) as response:
+            page = response.read().decode()
+        assert "cifar10-cnn unavailable" in page and "image-folder unavailable" not in page
+        assert "image-folder, the course project" in page and "--data-dir MY_FOLDER" in page
+        assert '"value": "cifar10-resnet9"' in page.replace('":"', '": "')
+        _, _, _, message = api.predict(handle_file(str(tmp_path / "photo.png")), "image-folder", api_name="/predict")
+        assert "image-folder is not available" in message and "--data-dir MY_FOLDER" in message
+
+
+def test_a_space_serving_only_a_learners_model_opens_on_it(own_checkpoint, tmp_path):
+    """A learner who trained only image-folder deploys this Space as it is: the page opens on their model."""
+    env = {"ZTG_WEIGHTS_IMAGE_FOLDER": str(own_checkpoint),
+           **{f"ZTG_WEIGHTS_{name.upper().replace('-', '_')}": str(tmp_path / "none") for name in MODEL_NAMES}}
+    app = import_app(APP, env)
+    assert set(app.MODELS) == {"image-folder"} and app.DEFAULT == "image-folder"
+    assert "circle, square or stripes" in app.classify(None, app.DEFAULT)[3]
+    assert "CIFAR-10" not in app.introduction() and "knows 3 classes" in app.introduction()
 
 
 # ---- a real browser ---------------------------------------------------------------------------
@@ -283,6 +361,10 @@ def test_upload_in_a_browser(server, browser, tmp_path):
     page.wait_for_function("el => el.textContent.includes('by cifar10-mlp')", arg=message.element_handle())
     (ROOT / "artifacts").mkdir(exist_ok=True)
     page.screenshot(path=str(ROOT / "artifacts" / "cifar10-browser-upload.png"), full_page=True)
+    page.get_by_label("image-folder (circle, square, stripes)").check()  # the picker names a learner's classes
+    page.wait_for_function("el => el.textContent.includes('by image-folder')", arg=message.element_handle())
+    assert page.locator('#prediction [data-testid="label-output-value"]').inner_text().strip() in SHAPES
+    page.screenshot(path=str(ROOT / "artifacts" / "cifar10-browser-image-folder.png"), full_page=True)
     # Remove the photo while the switch to another model is on its way (held here, as on a slow
     # connection): the switch's answer used to land after the removal's, beside no photo.
     switch = HeldRequests(page, "**/gradio_api/queue/join*", lambda request: "cifar10-cnn" in request.post_data)

@@ -1,16 +1,21 @@
-"""CIFAR-10 classifier: upload, paste or take a photo, and three models from the course name it.
+"""Image classifier: upload, paste or take a photo, and the course's models name it.
 
     python spaces/cifar10/app.py          # or: make space SPACE=cifar10  -> http://127.0.0.1:7860
 
-The photo is decoded by `shared.images` (any mode, EXIF orientation, size limits), cropped to
-its central square and shrunk to the 32x32 pixels the models were trained on; the page shows
-that input, the top-3 classes, and a saliency overlay: Grad-CAM (which regions raised the
-top class) for the CNN and ResNet9, input gradients for the MLP. Models: `cifar10-resnet9`
-(default), `cifar10-cnn` and `cifar10-mlp`, each from `$ZTG_WEIGHTS_<MODEL>`, else
-`checkpoints/<model>/`, else the Hub repo listed under `models:` in this folder's README.
+Models: the three CIFAR-10 models of the course, `cifar10-resnet9` (the default), `cifar10-cnn`
+and `cifar10-mlp`, and the course project's `image-folder` (lesson 5's ResNet9 trained on any
+folder of class subfolders), each from `$ZTG_WEIGHTS_<MODEL>`, else `checkpoints/<model>/`,
+else the Hub repo listed under `models:` in this folder's README. An `image-folder` checkpoint
+describes itself (config.json: class names, image size, input mean and std), so this page
+serves a learner's own classes unchanged. The photo is decoded by `shared.images` (any mode,
+EXIF orientation, size limits), its central square shrunk to the model's input size
+(`shared.preprocessing.square_image`, as image-folder training does) and normalised with the
+model's statistics; the page shows that input, the top-3 classes, and a saliency overlay:
+Grad-CAM (which regions raised the top class) for the convolutional networks, input gradients
+for the MLP.
 
 API (every endpoint named; see "Use via API" in the page footer):
-    /predict (image, model_name) -> (top-3 label, 32x32 input enlarged, saliency overlay, message)
+    /predict (image, model_name) -> (top-3 label, model input enlarged, saliency overlay, message)
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 HERE = Path(__file__).resolve().parent
 # Deployed, shared/ is copied next to this file; in the repository it is two folders up.
@@ -31,36 +37,68 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from shared.images import ImageError, flatten, install_decoder_limits, open_image  # noqa: E402
 from shared.models.cifar import CLASSES  # noqa: E402
-from shared.preprocessing import normalize_cifar  # noqa: E402
+from shared.preprocessing import CIFAR_MEAN, CIFAR_STD, normalize_images, square_image  # noqa: E402
 from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
-MODEL_NAMES = ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp"]
-VIEW = 256         # the square crop and the overlay are shown at 256x256; the 32x32 input 8x enlarged
-PHOTO_SIDE = 512   # photos are decoded at about this size (JPEG draft mode): plenty for 32x32
+MODEL_NAMES = ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"]
+VIEW = 256         # the square crop, the overlay and the model's input (enlarged) are shown at 256x256
+PHOTO_SIDE = 512   # photos are decoded at about this size (JPEG draft mode), or twice the model's input
 PROMPT = "Upload, paste or take a photo of an airplane, car, bird, cat, deer, dog, frog, horse, ship or truck."
+
+
+class Inputs(NamedTuple):
+    """What a model expects: its classes in logit order, its input side, the statistics it normalises with."""
+    class_names: list[str]
+    image_size: int
+    mean: list[float]
+    std: list[float]
+
+
+CIFAR10 = Inputs(list(CLASSES), 32, list(CIFAR_MEAN), list(CIFAR_STD))
+
+
+def inputs_of(model: torch.nn.Module) -> Inputs:
+    """A self-describing model (image-folder: from its config.json) says it; the CIFAR-10 ones are CIFAR10."""
+    if hasattr(model, "class_names"):
+        return Inputs(model.class_names, model.image_size, model.mean, model.std)
+    return CIFAR10
+
+
+def prompt(classes: list[str]) -> str:
+    if classes == CIFAR10.class_names:
+        return PROMPT
+    return f"Upload, paste or take a photo of {', '.join(classes[:-1])} or {classes[-1]}."
+
 
 install_decoder_limits()
 MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "cifar10")
 OUTPUTS = OutputFiles("cifar10")
+# The page opens on the first model that loaded: CIFAR-10's ResNet9, or a learner's own classifier
+# on a Space that serves only that.
+DEFAULT = next((name for name in MODEL_NAMES if name in MODELS), MODEL_NAMES[0])
 
 
 # ---- prediction (pure functions of their inputs and the loaded models) ---------------------
 
 
-def model_input(image: Image.Image) -> tuple[Image.Image, torch.Tensor]:
-    """Any decoded image -> (its central square at VIEW x VIEW, RGB; uint8 (1, 3, 32, 32))."""
+def model_input(image: Image.Image, size: int = 32) -> tuple[Image.Image, torch.Tensor]:
+    """Any decoded image -> (its central square at VIEW x VIEW, RGB; uint8 (1, 3, size, size)).
+
+    The model's input comes from the decoded image by `square_image` (flattened onto white,
+    central square, Lanczos), the function image-folder training decodes its folder with; the
+    square shown under the overlay only needs to look right (bicubic: measured 2 ms faster).
+    """
     width, height = image.size
     side = min(width, height)
     box = ((width - side) // 2, (height - side) // 2, (width + side) // 2, (height + side) // 2)
-    # reducing_gap: shrink by whole factors first (fast box filter), then resample the rest.
     square = flatten(image).resize((VIEW, VIEW), Image.BICUBIC, box=box, reducing_gap=2.0)
-    small = square.resize((32, 32), Image.LANCZOS, reducing_gap=2.0)  # antialiased, like CIFAR's photos
+    small = square_image(image, size)
     return square, torch.from_numpy(np.array(small)).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def saliency(model: torch.nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(logits (10,), map (32, 32) in [0, 1]) for normalised inputs (1, 3, 32, 32).
+    """(logits (classes,), map (S, S) in [0, 1]) for normalised inputs (1, 3, S, S).
 
     Networks with convolutions get Grad-CAM on their last feature map of at least 8x8: the
     channels weighted by how much they raise the top class. The MLP has no feature maps, so
@@ -76,7 +114,7 @@ def saliency(model: torch.nn.Module, inputs: torch.Tensor) -> tuple[torch.Tensor
             logits = model.classifier(activations)[0]
             (grad,) = torch.autograd.grad(logits[logits.argmax()], kept)
             heat = F.relu((grad.mean(dim=(2, 3), keepdim=True) * kept).sum(1, keepdim=True))
-            heat = F.interpolate(heat, size=32, mode="bilinear", align_corners=False)
+            heat = F.interpolate(heat, size=inputs.shape[-2:], mode="bilinear", align_corners=False)
         else:
             inputs = inputs.clone().requires_grad_()
             logits = model(inputs)[0]
@@ -101,21 +139,24 @@ def overlay(square: Image.Image, heat: torch.Tensor) -> np.ndarray:
 
 
 def classify(image: Image.Image | None, model_name: str):
-    """A decoded image -> (top-3 label dict, 32x32 input enlarged, saliency overlay, message)."""
+    """A decoded image -> (label dict of every class, model input enlarged, saliency overlay, message)."""
     if model_name not in MODELS:
         reason = MISSING.get(model_name, f"Unknown model {model_name!r}; choose one of {MODEL_NAMES}.")
         return None, None, None, f"**{model_name} is not available.** {reason}"
-    if image is None:
-        return None, None, None, PROMPT
-    square, pixels = model_input(image)
     loaded = MODELS[model_name]
-    logits, heat = saliency(loaded.model, normalize_cifar(pixels))
+    expects = inputs_of(loaded.model)
+    if image is None:
+        return None, None, None, prompt(expects.class_names)
+    square, pixels = model_input(image, expects.image_size)
+    logits, heat = saliency(loaded.model, normalize_images(pixels, expects.mean, expects.std))
     probabilities = logits.softmax(dim=0).tolist()
-    label = dict(zip(CLASSES, probabilities, strict=True))
-    best = max(range(len(CLASSES)), key=probabilities.__getitem__)
-    preview = pixels[0].permute(1, 2, 0).numpy().repeat(VIEW // 32, 0).repeat(VIEW // 32, 1)
+    label = dict(zip(expects.class_names, probabilities, strict=True))
+    best = max(range(len(probabilities)), key=probabilities.__getitem__)
+    preview = np.asarray(Image.fromarray(pixels[0].permute(1, 2, 0).numpy()).resize((VIEW, VIEW), Image.NEAREST))
     return (label, preview, overlay(square, heat),
-            f"**{CLASSES[best]}** ({probabilities[best]:.0%}) by {model_name}, {loaded.describe('test_accuracy', 'test accuracy {}%')}.")
+            f"**{expects.class_names[best]}** ({probabilities[best]:.0%}) by {model_name} "
+            f"({expects.image_size}x{expects.image_size} input), "
+            f"{loaded.describe('test_accuracy', 'test accuracy {}%')}.")
 
 
 def predict(image, model_name: str):
@@ -124,7 +165,8 @@ def predict(image, model_name: str):
     image: a path, bytes, a PIL image, an array or a Gradio file dict; None asks for a photo.
     """
     try:
-        decoded = open_image(image, size_hint=PHOTO_SIDE) if image is not None else None
+        side = max(PHOTO_SIDE, 2 * inputs_of(MODELS[model_name].model).image_size) if model_name in MODELS else PHOTO_SIDE
+        decoded = open_image(image, size_hint=side) if image is not None else None
     except ImageError as error:
         raise gr.Error(str(error), print_exception=False) from None
     return classify(decoded, model_name)
@@ -216,26 +258,63 @@ def image_event(payload, model_name: str):
     return label, png_file(preview, "input.png"), png_file(heat, "saliency.png"), message
 
 
-with gr.Blocks(title="Zero to GANs: CIFAR-10 classifier", delete_cache=DELETE_CACHE) as demo:
-    gr.Markdown("# What is in the picture?\nThree CIFAR-10 models from *Deep Learning with PyTorch: "
-                "Zero to GANs* name it: the lesson 5 ResNet9, the lesson 4 CNN and the feed-forward "
-                "network of assignment 3. They know ten classes and see 32x32 pixels.")
+def choice(name: str) -> tuple[str, str]:
+    """(what the picker shows, the value the API takes) for a model: image-folder shows its classes."""
+    if name in MODELS and inputs_of(MODELS[name].model) != CIFAR10:
+        classes = inputs_of(MODELS[name].model).class_names
+        shown = ", ".join(classes[:5]) + (f" and {len(classes) - 5} more" if len(classes) > 5 else "")
+        return f"{name} ({shown})", name
+    return name, name
+
+
+def introduction() -> str:
+    """The page's heading: the CIFAR-10 models, then a learner's own one (alone where only it loaded)."""
+    cifar = ("Three CIFAR-10 models from *Deep Learning with PyTorch: Zero to GANs* name it: the lesson 5 "
+             "ResNet9, the lesson 4 CNN and the feed-forward network of assignment 3. They know ten classes "
+             "and see 32x32 pixels.")
+    if "image-folder" not in MODELS:
+        return "# What is in the picture?\n" + cifar
+    own = inputs_of(MODELS["image-folder"].model)
+    mine = (f"The course project's image-folder model, lesson 5's ResNet9 trained on a folder of its own, "
+            f"knows {len(own.class_names)} classes ({', '.join(own.class_names)}) and sees "
+            f"{own.image_size}x{own.image_size} pixels.")
+    only_mine = not any(name in MODELS for name in MODEL_NAMES if name != "image-folder")
+    return "# What is in the picture?\n" + (mine if only_mine else f"{cifar} {mine}")
+
+
+def unavailable() -> str:
+    """The models this page cannot serve, each with why and how to fix it. An image-folder that was
+    never found anywhere is the usual case on the CIFAR-10 demo, not a fault: it gets one quiet line
+    (choosing it still says all that was tried). Weights that were found but do not load are a fault."""
+    untrained = MISSING.get("image-folder", "").startswith("No weights for")
+    lines = [f"- **{name} unavailable:** {why}" for name, why in MISSING.items()
+             if not (name == "image-folder" and untrained)]
+    if untrained:
+        lines.append("- *image-folder, the course project's classifier for your own classes, is not trained "
+                     "here:* `python -m training image-folder --data-dir MY_FOLDER` (one subfolder of images "
+                     "per class) trains it; see this Space's README to deploy it like this demo.")
+    return "\n".join(lines)
+
+
+with gr.Blocks(title="Zero to GANs: image classifier", delete_cache=DELETE_CACHE) as demo:
+    gr.Markdown(introduction())
     if MISSING:
-        gr.Markdown("\n".join(f"- **{name} unavailable:** {why}" for name, why in MISSING.items()))
+        gr.Markdown(unavailable(), elem_id="unavailable")
     with gr.Row(equal_height=False):
         with gr.Column(scale=3):
             image = gr.Image(label="Photo", type="filepath", image_mode=None, height=360,
                              sources=["upload", "clipboard", "webcam"], elem_id="photo")
-            model = gr.Radio(MODEL_NAMES, value=MODEL_NAMES[0], label="Model", elem_id="model-picker")
+            model = gr.Radio([choice(name) for name in MODEL_NAMES], value=DEFAULT, label="Model",
+                             elem_id="model-picker")
             gr.Examples(example_files(), inputs=image, label="Drawn by the app (not from the dataset)")
         with gr.Column(scale=2):
             label = gr.Label(num_top_classes=3, label="Prediction", elem_id="prediction")
             with gr.Row():
-                preview = gr.Image(label="What the model sees (32 x 32)", format="png", interactive=False,
+                preview = gr.Image(label="What the model sees", format="png", interactive=False,
                                    height=200, buttons=[], elem_id="model-input")
                 heatmap = gr.Image(label="Where it looked", format="png", interactive=False, height=200,
                                    buttons=[], elem_id="saliency")
-            message = gr.Markdown(PROMPT, elem_id="message")
+            message = gr.Markdown(classify(None, DEFAULT)[3], elem_id="message")
     outputs = [label, preview, heatmap, message]
 
     # One event for a new photo, a removed one and a new model: while it runs, the page holds any
