@@ -22,10 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app imported here for its defaults: no Hub lookups
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
 
-from conftest import find_datasets  # noqa: E402
-from spaces_util import client, import_app, serve  # noqa: E402
+from harness.datasets import find_datasets  # noqa: E402
+from harness.spaces import client, import_app, serve  # noqa: E402
 
 APP = ROOT / "spaces" / "playground" / "app.py"
 

@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from harness.datasets import find_datasets  # noqa: F401  (tests import it from here)
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def find_datasets(holding: str = "MNIST/raw") -> Path | None:
-    """The dataset cache that has the folder `holding`: $ZTG_DATA_DIR, else ../shared/datasets."""
-    for candidate in (os.environ.get("ZTG_DATA_DIR"), ROOT.parent / "shared" / "datasets"):
-        if candidate and (Path(candidate) / holding).is_dir():
-            return Path(candidate)
-    return None
 
 
 @pytest.fixture(scope="session")

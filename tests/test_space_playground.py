@@ -24,18 +24,9 @@ from conftest import train
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
 from huggingface_hub import HfApi
-from spaces_util import (
-    ARTIFACTS,
-    ROOT,
-    client,
-    draw_on_canvas,
-    drawing,
-    editor_value,
-    import_app,
-    serve,
-    staged_space,
-)
 
+from harness.drawings import draw_on_canvas, drawing
+from harness.spaces import ARTIFACTS, ROOT, client, editor_value, import_app, serve, staged_space
 from shared.weights import env_var
 
 APP = ROOT / "spaces" / "playground" / "app.py"
