@@ -54,6 +54,7 @@ LESSONS: dict[str, str] = {
     "cifar10-mlp": "cifar10_mlp",
     "cifar10-cnn": "cifar10_cnn",
     "cifar10-resnet9": "cifar10_resnet9",
+    "cifar10-airbench": "cifar10_airbench",  # beyond the course: the speedrun methods
     "mnist-gan": "mnist_gan",
     "anime-dcgan": "anime_dcgan",
     "image-folder": "image_folder",  # the course project, last: the lesson 5 recipe on any folder
