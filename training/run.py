@@ -284,7 +284,8 @@ class Run:
         progress.step = 0
         row = {"epoch": self.epoch, **{f"train_{k}": v for k, v in means.items()}, **metrics,
                "epoch_seconds": round(time.perf_counter() - self._epoch_start, 3),
-               "samples_per_second": round(self._epoch_samples / max(self._epoch_train_seconds, 1e-9), 1)}
+               "samples_per_second": round(self._epoch_samples / max(self._epoch_train_seconds, 1e-9), 1),
+               "train_seconds": round(progress.train_seconds, 2)}  # so far: time-to-accuracy curves
         progress.history.append(row)
         self._sums.clear()
         self._count = 0
