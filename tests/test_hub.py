@@ -157,7 +157,7 @@ def test_cards_say_task_dataset_and_library_as_the_hub_reads_them():
     from training.cli import lesson_module
 
     pipeline = {"image-classification": {"mnist-logistic", "mnist-mlp", "mnist-cnn", "cifar10-mlp", "cifar10-cnn",
-                                         "cifar10-resnet9", "image-folder"},
+                                         "cifar10-resnet9", "cifar10-airbench", "image-folder"},
                 "unconditional-image-generation": {"mnist-gan", "anime-dcgan"},
                 "tabular-regression": {"linear-regression", "insurance-regression"}}
     datasets = {"mnist": ["ylecun/mnist"], "cifar10": ["uoft-cs/cifar10"], "anime": [HUB_DATASET],

@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "spaces"))
 import deploy  # noqa: E402
 
 SPACES = {"digits": ["mnist-cnn", "mnist-mlp", "mnist-logistic"],
-          "cifar10": ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"],
+          "cifar10": ["cifar10-airbench", "cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"],
           "faces": ["anime-dcgan", "mnist-gan"]}
 
 

@@ -38,7 +38,7 @@ from shared.models import build_model
 from shared.preprocessing import normalize_cifar
 
 APP = ROOT / "spaces" / "cifar10" / "app.py"
-MODEL_NAMES = ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp"]
+MODEL_NAMES = ["cifar10-airbench", "cifar10-resnet9", "cifar10-cnn", "cifar10-mlp"]
 
 
 @pytest.fixture(scope="module")
@@ -80,9 +80,14 @@ def photo(size=(640, 480)) -> Image.Image:
 # ---- the predict function ---------------------------------------------------------------------
 
 
-def test_all_models_load_and_resnet9_is_the_default(app):
+def test_all_models_load_and_the_most_accurate_is_the_default(app):
     assert set(app.MODELS) == {*MODEL_NAMES, "image-folder"} and not app.MISSING
-    assert app.MODEL_NAMES[0] == app.DEFAULT == "cifar10-resnet9"
+    # None of these checkpoints records an accuracy: the order of the picker decides.
+    assert app.MODEL_NAMES[0] == app.DEFAULT == "cifar10-airbench"
+    recorded = {"cifar10-airbench": 91.2, "cifar10-resnet9": 93.0, "cifar10-cnn": 75.0, "image-folder": 99.0}
+    loaded = {name: model._replace(metrics={"test_accuracy": recorded.get(name)}) for name, model in app.MODELS.items()}
+    assert app.best_model(loaded) == "cifar10-resnet9"  # image-folder's classes are not CIFAR-10's
+    assert app.best_model({"image-folder": loaded["image-folder"]}) == "image-folder"
 
 
 # ---- a learner's own checkpoint (image-folder) ---------------------------------------------------

@@ -2,8 +2,9 @@
 
     python spaces/cifar10/app.py          # or: make space SPACE=cifar10  -> http://127.0.0.1:7860
 
-Models: the three CIFAR-10 models of the course, `cifar10-resnet9` (the default), `cifar10-cnn`
-and `cifar10-mlp`, and the course project's `image-folder` (lesson 5's ResNet9 trained on any
+Models: the speedrun network `cifar10-airbench`, the three CIFAR-10 models of the course,
+`cifar10-resnet9`, `cifar10-cnn` and `cifar10-mlp` (the page opens on the one whose checkpoint
+records the best test accuracy), and the course project's `image-folder` (lesson 5's ResNet9 trained on any
 folder of class subfolders), each from `$ZTG_WEIGHTS_<MODEL>`, else `checkpoints/<model>/`,
 else the Hub repo listed under `models:` in this folder's README. An `image-folder` checkpoint
 describes itself (config.json: class names, image size, input mean and std), so this page
@@ -41,7 +42,7 @@ from shared.preprocessing import CIFAR_MEAN, CIFAR_STD, normalize_images, square
 from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
-MODEL_NAMES = ["cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"]
+MODEL_NAMES = ["cifar10-airbench", "cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"]
 VIEW = 256         # the square crop, the overlay and the model's input (enlarged) are shown at 256x256
 PHOTO_SIDE = 512   # photos are decoded at about this size (JPEG draft mode), or twice the model's input
 PROMPT = "Upload, paste or take a photo of an airplane, car, bird, cat, deer, dog, frog, horse, ship or truck."
@@ -74,9 +75,23 @@ def prompt(classes: list[str]) -> str:
 install_decoder_limits()
 MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "cifar10")
 OUTPUTS = OutputFiles("cifar10")
-# The page opens on the first model that loaded: CIFAR-10's ResNet9, or a learner's own classifier
-# on a Space that serves only that.
-DEFAULT = next((name for name in MODEL_NAMES if name in MODELS), MODEL_NAMES[0])
+
+
+def best_model(loaded: dict) -> str:
+    """The page opens on the CIFAR-10 model with the best recorded test accuracy (ties and models
+    without metrics.json go by MODEL_NAMES order), or a learner's own classifier on a Space that
+    serves only that."""
+    cifar = [name for name in MODEL_NAMES if name in loaded and name != "image-folder"]
+    def accuracy(name: str) -> float:
+        value = loaded[name].metrics.get("test_accuracy")
+        return float(value) if isinstance(value, (int, float)) else 0.0
+
+    if cifar:
+        return max(cifar, key=lambda name: (accuracy(name), -cifar.index(name)))
+    return next((name for name in MODEL_NAMES if name in loaded), MODEL_NAMES[0])
+
+
+DEFAULT = best_model(MODELS)
 
 
 # ---- prediction (pure functions of their inputs and the loaded models) ---------------------
