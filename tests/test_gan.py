@@ -97,6 +97,21 @@ def test_smoke_run_writes_the_checkpoint_the_space_needs(lesson, tmp_path):
         assert discriminator(images).shape == (5,)
 
 
+def test_faces_recipe_options_wider_generator_spectral_norm_two_rates(tmp_path):
+    metrics = train("anime-dcgan", tmp_path, "--width=4", "--generator_width=12", "--spectral_norm=true",
+                    "--lr_d=4e-4", "--batch_size=8", "--swd_images=32", "--epochs=1")
+    folder = tmp_path / "anime-dcgan"
+    assert metrics["complete"] and metrics["swd"] > 0
+    generator = MODELS["anime-dcgan"].from_pretrained(folder)  # what the faces Space loads
+    discriminator = MODELS["anime-dcgan-discriminator"].from_pretrained(folder / "discriminator")
+    assert generator.net[0].out_channels == 8 * 12 and discriminator.net[0].out_channels == 4
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in discriminator.modules())
+    for conv in [m for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d)]:
+        # the weight used is the stored one over its largest singular value (power iteration estimate)
+        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+        assert sigma == pytest.approx(1, abs=0.1)
+
+
 @pytest.mark.parametrize("lesson", LESSONS)
 def test_same_seed_gives_identical_losses_for_100_steps(lesson, tmp_path, step_log):
     args = [f"--epochs={EPOCHS_FOR_100_STEPS[lesson]}", *SMALL[lesson]]

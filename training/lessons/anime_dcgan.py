@@ -61,9 +61,12 @@ from training.plots import image_grid, timelapse
 class Config:
     latent_dim: int = 128
     width: int = 64  # the course's network; channels are 8w-4w-2w-w
+    generator_width: int = 0  # 0: the same as width (the course); wider: a stronger generator, D unchanged
+    spectral_norm: bool = False  # the discriminator's convolutions spectrally normalised instead of BatchNorm
     epochs: int = 25
     batch_size: int = 128
     lr: float = 2e-4
+    lr_d: float = 0.0  # 0: the same as lr; else the discriminator's own (two time-scale updates)
     betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
     average_decay: float = 0.0  # > 0: publish and measure a moving average of the generator's weights
     channels_last: bool = False  # memory layout for the convolutions: no gain measured on the 2-core CPU
@@ -94,12 +97,12 @@ def train(run):
     held = torch.randperm(len(faces), generator=torch.Generator().manual_seed(cfg.seed))
     reference = faces.inputs[held[: cfg.swd_images]]  # the fixed real faces the SWD compares with
 
-    generator = build_model("anime-dcgan", latent_dim=cfg.latent_dim, width=cfg.width)
-    discriminator = build_model("anime-dcgan-discriminator", width=cfg.width)
+    generator = build_model("anime-dcgan", latent_dim=cfg.latent_dim, width=cfg.generator_width or cfg.width)
+    discriminator = build_model("anime-dcgan-discriminator", width=cfg.width, spectral_norm=cfg.spectral_norm)
     if cfg.channels_last:
         generator, discriminator = (m.to(memory_format=torch.channels_last) for m in (generator, discriminator))
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=tuple(cfg.betas))
     average = copy.deepcopy(generator) if cfg.average_decay else None
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
     generator, average, discriminator, optimizer_g, optimizer_d = run.prepare(
