@@ -106,19 +106,26 @@ def check_folder(folder: Path, allow_unfinished: bool = False) -> None:
                                    "remove it or retrain with this version before publishing")
 
 
-def describe(folder: Path) -> str:
-    """The run a checkpoint folder holds, for a commit message: "cpu profile" for a finished one,
-    "cpu profile, stopped 12 batches into epoch 2 of 3" for a stopped one."""
+def stopped(folder: Path) -> str | None:
+    """Where the run of an unfinished checkpoint stopped ("stopped after epoch 1 of 3"); None when
+    it finished."""
     from training.card import stopped_at
 
     metrics = json.loads((folder / "metrics.json").read_text())
-    with contextlib.suppress(OSError, ValueError):  # a finished run's metrics name the profile anyway
-        metrics.setdefault("profile", json.loads((folder / "training_config.json").read_text())["profile"])
-    text = f"{metrics.get('profile', 'unknown')} profile"
     if metrics.get("complete"):
-        return text
+        return None
     progress = SimpleNamespace(epoch=metrics.get("epochs_completed", 0), step=metrics.get("step_in_epoch", 0))
-    return f"{text}, stopped {stopped_at(progress, metrics.get('epochs_planned'))}"
+    return f"stopped {stopped_at(progress, metrics.get('epochs_planned'))}"
+
+
+def describe(folder: Path) -> str:
+    """The run a checkpoint folder holds, for a commit message: "cpu profile" for a finished one,
+    "cpu profile, stopped 12 batches into epoch 2 of 3" for a stopped one."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    with contextlib.suppress(OSError, ValueError, KeyError):  # a finished run's metrics name it anyway
+        metrics.setdefault("profile", json.loads((folder / "training_config.json").read_text())["profile"])
+    where = stopped(folder)
+    return f"{metrics.get('profile', 'unknown')} profile" + (f", {where}" if where else "")
 
 
 def publish(folder: Path, repo_id: str, private: bool | None = None, token: str | None = None,

@@ -9,7 +9,9 @@ thread of its own; its `on_progress` rows feed a queue that the Train endpoint s
 curve, a status line and the lesson's picture. Stop calls `run.request_stop()`: the run saves
 its checkpoint after the current batch and the model so far stays usable. The checkpoint
 folder is what `python -m training` writes: it can be tried here, downloaded as a ZIP or pushed
-to the visitor's own Hub account with their OAuth token (on a Space with `hf_oauth: true`).
+to the visitor's own Hub account with their OAuth token (on a Space with `hf_oauth: true`), a
+stopped run too (`training.hub.publish(..., allow_unfinished=True)`; its card says where it
+stopped). Neither reads the folder while its run is still training.
 
 Limits, enforced here and not only by the sliders: one training at a time (others wait in the
 queue and see their place), every setting within the lesson's bounds, `MAX_SECONDS` of wall
@@ -347,7 +349,7 @@ def stream(session: Session, epochs: int):
         elif kind == "stopped":
             why = "the time limit" if elapsed > MAX_SECONDS else "Stop"
             status = (f"**Stopped** by {why} after {elapsed:.0f} s (epoch {latest.get('epoch', 0):.2f}); "
-                      "the model so far is kept: try it or download it below.")
+                      "the model so far is kept: try it, download it or push it below.")
         else:
             status = f"**Error:** {value}"
         yield frame(points), status, picture
@@ -415,8 +417,13 @@ def stop(request: gr.Request):
     return "Stopping after the current batch…"
 
 
-def finished_session(request) -> Session:
+def finished_session(request, idle: bool = False) -> Session:
+    """The visitor's latest run that has a checkpoint on disk. `idle`: and no longer training, for
+    a ZIP or a push, which read the whole folder (a run replaces it by renames after every epoch)."""
     session = SESSIONS.get(_key(request))
+    if idle and session is not None and session.thread is not None and session.thread.is_alive():
+        raise gr.Error("Your run is still training: press Stop (the model so far is kept) or let it "
+                       "finish, then take it home.", print_exception=False)
     if session is None or not (session.checkpoint / "model.safetensors").is_file():
         raise gr.Error("Train a model first (nothing of yours is saved yet).", print_exception=False)
     return session
@@ -487,7 +494,7 @@ def download(request: gr.Request) -> str:
     """The checkpoint folder as a ZIP (a Hub model repo: everything but resume/)."""
     from training.hub import files_to_upload
 
-    session = finished_session(request)
+    session = finished_session(request, idle=True)
     archive = session.out_dir / f"{session.lesson}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         for name in files_to_upload(session.checkpoint):
@@ -496,24 +503,29 @@ def download(request: gr.Request) -> str:
 
 
 def push_checkpoint(folder: Path, repo_name: str, profile, token) -> str:
-    """Publish `folder` to the visitor's account as PROFILE/REPO_NAME in one commit, with their token."""
-    from training.hub import PublishError, publish
+    """Publish `folder` to the visitor's account as PROFILE/REPO_NAME in one commit, with their token.
+
+    A stopped run is pushed too (`allow_unfinished`): the visitor pressed Stop on purpose, and the
+    repo says what it holds (its card opens with where the run stopped, see training.card)."""
+    from training.hub import PublishError, publish, stopped
 
     if profile is None or token is None:
         return ("Sign in with Hugging Face first (the button above); on a local server, download the "
-                "ZIP and run `python -m training.hub FOLDER ORG/NAME`.")
+                "ZIP and run `python -m training.hub FOLDER ORG/NAME` (with `--allow-unfinished` for a "
+                "stopped run).")
     name = (repo_name or "").strip()
     try:
-        url = publish(folder, f"{profile.username}/{name}", token=token.token)
-    except PublishError as error:
-        return f"Not pushed: {error}"
-    return f"Pushed to https://huggingface.co/{profile.username}/{name} in one commit ({url})."
+        url = publish(folder, f"{profile.username}/{name}", token=token.token, allow_unfinished=True)
+    except PublishError as error:  # its message may name the folder: not a path of the server on the page
+        return f"Not pushed: {str(error).replace(str(folder), folder.name)}"
+    where = stopped(folder)
+    note = f" It holds a run {where}, and its model card says so." if where else ""
+    return f"Pushed to https://huggingface.co/{profile.username}/{name} in one commit ({url}).{note}"
 
 
 def push(repo_name, request: gr.Request, profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None):
-    session = finished_session(request)
-    if not (session.checkpoint / "metrics.json").is_file():
-        return "Nothing to push yet."
+    """The visitor's checkpoint, finished or stopped, to their own account (needs their sign-in)."""
+    session = finished_session(request, idle=True)
     return push_checkpoint(session.checkpoint, repo_name, profile, oauth_token)
 
 
@@ -599,7 +611,8 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=(3600, 36
         grid = gr.Image(label="Generated digits", interactive=False, format="png", elem_id="grid", buttons=[])
     with gr.Tab("Take it home"):
         gr.Markdown("The checkpoint folder is what `python -m training` writes: a Hugging Face model repo "
-                    "(the ZIP leaves out `resume/`). A stopped run can be downloaded; only a finished one is pushed.")
+                    "(the ZIP leaves out `resume/`). A stopped run can be downloaded or pushed too: its "
+                    "model card says where it stopped.")
         download_button = gr.Button("Download the checkpoint (ZIP)", elem_id="download-button")
         archive = gr.File(label="Checkpoint", elem_id="archive")
         if ON_SPACE:
