@@ -1,9 +1,11 @@
 """The training playground Space: its real HTTP API through gradio_client (bounds, a streamed run,
-Stop, one run at a time, the ZIP), the push path with the visitor's token (a stopped run too, signed
-in through Gradio's own session cookie), and a real browser.
+Stop, one run at a time, the ZIP), a server without MNIST, mnist-cnn end to end, the push path with
+the visitor's token (a stopped run too, signed in through Gradio's own session cookie), and a real
+browser.
 
-Runs are short on purpose (1-2 epochs of mnist-logistic on real MNIST); every test here needs the
-dataset cache and is skipped without it.
+Runs are short on purpose (1-2 epochs of mnist-logistic on real MNIST): those tests need the
+dataset cache and are skipped without it. The server without MNIST and the mnist-cnn run (on the
+smoke profile's synthetic digits) need neither the cache nor a network.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from unittest import mock
 
 import gradio as gr
 import pytest
+import torch
 from conftest import train
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
@@ -39,6 +42,7 @@ from harness.spaces import (
     serve,
     staged_space,
 )
+from shared.preprocessing import sketch_to_mnist
 from shared.weights import env_var
 
 APP = ROOT / "spaces" / "playground" / "app.py"
@@ -170,6 +174,71 @@ def test_a_second_train_waits_for_the_first(server, tmp_path):
     second_updates = outputs_of(job2)
     watcher.join()
     assert ends["first"][0][-1][1].startswith("**Done**") and second_updates[-1][1].startswith("**Done**")
+
+
+# ---- without MNIST, and the smoke profile ------------------------------------------------------
+
+# A server with no way out: every download goes to a proxy on a closed port and is refused at once,
+# whether or not the machine running the tests is online.
+NO_NETWORK = {name: "http://127.0.0.1:9" for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")} | \
+    {"no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def test_without_mnist_train_says_where_it_goes_and_the_server_keeps_serving(tmp_path):
+    """An empty data folder and no network: the server starts at once, the page and Train name the
+    folder (as the page may: no path of the server) and what to do, and linear-regression still trains."""
+    empty = tmp_path / "no-data"
+    with serve(APP, {"ZTG_DATA_DIR": str(empty), **NO_NETWORK}) as running:
+        assert running.startup_seconds < 60, running.log()[-2000:]
+        with urllib.request.urlopen(running.url + "config") as response:
+            page = response.read().decode()
+        assert "MNIST is not on this server" in page
+        api = client(running.url, tmp_path / "downloads")
+        for lesson in ("mnist-logistic", "mnist-cnn"):
+            with pytest.raises(AppError) as error:
+                api.predict(lesson, 1e-3, 1, 128, "32", "Adam", True, api_name="/train")
+            message = str(error.value)
+            for text in ("MNIST is not on this server", "MNIST/raw/ in the folder $ZTG_DATA_DIR names",
+                         "train-images-idx3-ubyte", "restart it", "only linear-regression"):
+                assert text in message, message
+            assert str(tmp_path) not in message and "Traceback" not in message
+        assert running.alive()
+        updates = outputs_of(api.submit("linear-regression", 1e-5, 30, 5, "32", "SGD", True, api_name="/train"), 60)
+        assert updates[-1][1].startswith("**Done**")
+        assert "MNIST not found in" in running.log()  # the server's log says which folder and why
+
+
+def test_mnist_cnn_trains_end_to_end_and_then_reads_a_drawn_digit(tmp_path):
+    """mnist-cnn through the HTTP API on the smoke profile (tiny synthetic digits: seconds, and no
+    dataset or network needed): 2 epochs finish with a test accuracy and the picture, the ZIP loads
+    strictly, and a drawn 7 gets the top-3 of exactly that model."""
+    from shared.images import editor_image
+    from shared.models import MODELS
+
+    env = {"ZTG_PLAYGROUND_PROFILE": "smoke", "ZTG_DATA_DIR": str(tmp_path / "no-data"), **NO_NETWORK}
+    with serve(APP, env) as running:
+        api = client(running.url, tmp_path / "downloads")
+        updates = outputs_of(api.submit("mnist-cnn", 4e-3, 2, 64, "32", "Adam", True, api_name="/train"), 60)
+        _, status, picture = updates[-1]
+        assert status.startswith("**Done**") and "test accuracy" in status, status
+        assert picture and Path(picture).is_file()
+
+        with zipfile.ZipFile(api.predict(api_name="/download")) as zipped:
+            zipped.extractall(tmp_path / "unzipped")
+        folder = tmp_path / "unzipped" / "mnist-cnn"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["complete"] and metrics["epochs"] == 2 and metrics["profile"] == "smoke"
+        model = MODELS["mnist-cnn"].from_pretrained(folder)  # strict, safetensors only, eval() mode
+
+        canvas = tmp_path / "seven.png"
+        drawing("7").save(canvas)
+        mine, _, message = api.predict(editor_value(canvas), api_name="/predict")
+        assert "Your mnist-cnn says" in message and running.alive()
+    with torch.inference_mode():
+        expected = model(sketch_to_mnist(editor_image({"composite": str(canvas)})).tensor).softmax(1)[0]
+    top3 = expected.topk(3)
+    assert [c["label"] for c in mine["confidences"]] == [str(i) for i in top3.indices.tolist()]
+    assert [c["confidence"] for c in mine["confidences"]] == pytest.approx(top3.values.tolist(), abs=1e-5)
 
 
 # ---- pushing with the visitor's token ----------------------------------------------------------

@@ -2,22 +2,25 @@
 
     python spaces/playground/app.py      # or: make space SPACE=playground -> http://127.0.0.1:7860
     ZTG_DATA_DIR=../shared/datasets python spaces/playground/app.py   # MNIST already on disk
+    ZTG_PLAYGROUND_PROFILE=smoke python spaces/playground/app.py      # tiny synthetic data, no MNIST
 
 The run is the lesson's own code, built by `training.cli.make_run` exactly as `python -m
-training` builds it (profile `cpu` plus the visitor's settings as `--key=value` overrides), in a
-thread of its own; its `on_progress` rows feed a queue that the Train endpoint streams as a
-curve, a status line and the lesson's picture. Stop calls `run.request_stop()`: the run saves
-its checkpoint after the current batch and the model so far stays usable. The checkpoint
-folder is what `python -m training` writes: it can be tried here, downloaded as a ZIP or pushed
-to the visitor's own Hub account with their OAuth token (on a Space with `hf_oauth: true`), a
-stopped run too (`training.hub.publish(..., allow_unfinished=True)`; its card says where it
-stopped). Neither reads the folder while its run is still training.
+training` builds it (profile `cpu`, or `smoke` with $ZTG_PLAYGROUND_PROFILE, plus the visitor's
+settings as `--key=value` overrides), in a thread of its own; its `on_progress` rows feed a
+queue that the Train endpoint streams as a curve, a status line and the lesson's picture. Stop
+calls `run.request_stop()`: the run saves its checkpoint after the current batch and the model
+so far stays usable. The checkpoint folder is what `python -m training` writes: it can be tried
+here, downloaded as a ZIP or pushed to the visitor's own Hub account with their OAuth token (on
+a Space with `hf_oauth: true`), a stopped run too (`training.hub.publish(...,
+allow_unfinished=True)`; its card says where it stopped). Neither reads the folder while its
+run is still training.
 
 Limits, enforced here and not only by the sliders: one training at a time (others wait in the
 queue and see their place), every setting within the lesson's bounds, `MAX_SECONDS` of wall
 clock per run, a visitor's files deleted an hour after their last run, no server path on the
 page. MNIST is read from `$ZTG_DATA_DIR` (default: `data/` next to this file), downloaded there
-by torchvision at start-up when missing.
+by torchvision at start-up when missing (11.6 MB); when it can be neither, the page and Train
+say where the files go, and linear-regression still trains.
 
 API (every endpoint named):
     /train   (lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment) -> streamed
@@ -35,6 +38,7 @@ import contextlib
 import os
 import queue
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -55,6 +59,15 @@ from shared.preprocessing import normalize_mnist, sketch_to_mnist  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("ZTG_DATA_DIR") or HERE / "data")
+# Where MNIST goes, as the page may say it: never a path of the server.
+DATA_SHOWN = "MNIST/raw/ in the folder $ZTG_DATA_DIR names" if os.environ.get("ZTG_DATA_DIR") \
+    else "data/MNIST/raw/ next to app.py"
+DOWNLOAD_TIMEOUT = 30  # seconds without an answer before the start-up download of MNIST gives up
+# The training profile runs start from (the visitor's settings override it): `cpu`, or `smoke`,
+# every lesson on tiny synthetic data in seconds, which needs no MNIST (the tests use it).
+PROFILE = os.environ.get("ZTG_PLAYGROUND_PROFILE", "cpu")
+if PROFILE not in ("cpu", "smoke"):
+    raise SystemExit(f"ZTG_PLAYGROUND_PROFILE must be cpu or smoke, not {PROFILE!r}")
 WORK = Path(tempfile.gettempdir()) / "zero-to-gans-playground"
 MAX_SECONDS = float(os.environ.get("ZTG_PLAYGROUND_MAX_SECONDS", 120))  # wall clock per run
 FILES_MAX_AGE = 3600  # seconds a visitor's checkpoints, pictures and ZIPs are kept
@@ -84,18 +97,32 @@ SAMPLES: tuple[torch.Tensor, torch.Tensor] | None = None  # first test digits an
 
 
 def load_data() -> None:
-    """MNIST on disk (downloaded by torchvision when missing): the lessons read it per run."""
+    """MNIST on disk (downloaded by torchvision when missing): the lessons read it per run.
+
+    Runs at start-up, before the server: a download that stalls gives up after DOWNLOAD_TIMEOUT
+    seconds of silence (torchvision sets no timeout of its own), and a failed one leaves the
+    page serving linear-regression with DATA_PROBLEM saying where the files go."""
     global DATA_PROBLEM, SAMPLES
     from training.data import DataNotFound
-    from training.mnist import load_mnist
+    from training.mnist import MNIST_FILES, load_mnist, synthetic_digits
 
+    if PROFILE == "smoke":  # the runs see synthetic digits: so does the picture
+        test = synthetic_digits(PICTURE_DIGITS, seed=2)
+        SAMPLES = test.inputs, test.labels
+        return
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
         _, test = load_mnist(DATA_DIR)
         SAMPLES = test.inputs[:PICTURE_DIGITS].clone(), test.labels[:PICTURE_DIGITS].clone()
-    except DataNotFound:
-        DATA_PROBLEM = ("MNIST is not available on this server (no copy on disk and no download). "
-                        "Only linear-regression can be trained here.")
-        print(f"[playground] MNIST missing under {DATA_DIR}", file=sys.stderr)
+    except DataNotFound as error:
+        DATA_PROBLEM = (f"MNIST is not on this server and could not be downloaded, so only linear-regression "
+                        f"can be trained here. To fix it, put the four MNIST files ({', '.join(MNIST_FILES)}, "
+                        f"or the same with .gz) in {DATA_SHOWN}, or let the server reach the internet "
+                        "(it downloads them there at start-up, about 12 MB), then restart it.")
+        print(f"[playground] {error}", file=sys.stderr)  # the log may name the server's folder
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 load_data()
@@ -182,7 +209,7 @@ class Session:
 
         def work():
             try:
-                module, self.run = make_run(self.lesson, settings, profile="cpu", data_dir=DATA_DIR,
+                module, self.run = make_run(self.lesson, settings, profile=PROFILE, data_dir=DATA_DIR,
                                             out_dir=self.out_dir, on_progress=on_progress)
                 if self.stop_asked:
                     self.run.request_stop()
