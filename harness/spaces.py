@@ -272,11 +272,12 @@ def import_app(app: Path, env: dict):
     return module
 
 
-def client(url: str, download_dir: Path | None = None):
-    """A gradio_client Client for a local app: quiet, no analytics, outputs downloaded to a tmp dir."""
+def client(url: str, download_dir: Path | None = None, headers: dict | None = None):
+    """A gradio_client Client for a local app: quiet, no analytics, outputs downloaded to a tmp dir;
+    `headers` go with every request (say the session cookie of a visitor who signed in)."""
     from gradio_client import Client
 
-    return Client(url, verbose=False, analytics_enabled=False,
+    return Client(url, verbose=False, analytics_enabled=False, headers=headers,
                   download_files=str(download_dir or tempfile.mkdtemp(prefix="client-")))
 
 

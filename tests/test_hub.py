@@ -141,6 +141,53 @@ def test_a_path_of_this_machine_or_an_unfinished_run_is_not_published(checkpoint
     api.create_repo.assert_not_called()
 
 
+def stopped_run(lesson: str, out_dir: Path) -> Path:
+    """A smoke run of `lesson` stopped after its first epoch, as Stop or Ctrl-C leaves it."""
+    from training.cli import make_run
+    from training.run import TrainingStopped
+
+    def stop_after_an_epoch(row):
+        if row["kind"] == "epoch":
+            run.request_stop()
+
+    module, run = make_run(lesson, [], profile="smoke", data_dir=out_dir / "data", out_dir=out_dir,
+                           on_progress=stop_after_an_epoch)
+    with pytest.raises(TrainingStopped):
+        module.train(run)
+    return out_dir / lesson
+
+
+def test_a_stopped_run_is_published_only_when_asked_and_says_where_it_stopped(tmp_path, api, capsys):
+    """Refused by default (library and command line); with allow_unfinished one commit of a folder
+    that loads strictly, whose card, metrics.json and commit message say it stopped after epoch 1 of 2."""
+    from shared.models import MODELS
+
+    folder = stopped_run("mnist-logistic", tmp_path)
+    with pytest.raises(hub.PublishError, match=r"unfinished run \(smoke profile, stopped after epoch 1 of 2\); "
+                                               "finish it with --resume .*--allow-unfinished"):
+        hub.publish(folder, "me/stopped")
+    with pytest.raises(SystemExit) as exit_:
+        hub.main([str(folder), "me/stopped"])
+    assert exit_.value.code == 3 and "--allow-unfinished" in capsys.readouterr().err
+    api.create_repo.assert_not_called()
+
+    hub.main([str(folder), "me/stopped", "--allow-unfinished"])
+    adds, deletes, call = committed(api)
+    assert call["commit_message"] == "Upload mnist-logistic (smoke profile, stopped after epoch 1 of 2) with zero-to-gans"
+    assert not [name for name in adds if name.startswith("resume/")]
+    card = adds["README.md"].decode()
+    assert "**Unfinished run: training stopped after epoch 1 of 2.**" in card
+    assert "not evaluated on the test set" in card and "After epoch 1: val loss" in card
+    assert "model-index" not in card  # no test result is claimed for these weights
+    metrics = json.loads(adds["metrics.json"])
+    assert metrics == {**metrics, "complete": False, "epochs_completed": 1, "step_in_epoch": 0, "epochs_planned": 2}
+    pushed = tmp_path / "pushed"
+    for name, data in adds.items():
+        (pushed / name).parent.mkdir(parents=True, exist_ok=True)
+        (pushed / name).write_bytes(data)
+    MODELS["mnist-logistic"].from_pretrained(pushed)  # strict, safetensors: a valid model repo
+
+
 def test_fid_note_names_no_path():
     from training.gan_metrics import fid
 

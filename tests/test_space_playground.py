@@ -1,8 +1,11 @@
 """The training playground Space: its real HTTP API through gradio_client (bounds, a streamed run,
-Stop, one run at a time, the ZIP), the push path with the visitor's token, and a real browser.
+Stop, one run at a time, the ZIP), a server without MNIST, mnist-cnn end to end, the push path with
+the visitor's token (a stopped run too, signed in through Gradio's own session cookie), and a real
+browser.
 
-Runs are short on purpose (1-2 epochs of mnist-logistic on real MNIST); every test here needs the
-dataset cache and is skipped without it.
+Runs are short on purpose (1-2 epochs of mnist-logistic on real MNIST): those tests need the
+dataset cache and are skipped without it. The server without MNIST and the mnist-cnn run (on the
+smoke profile's synthetic digits) need neither the cache nor a network.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import os
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
+import warnings
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,13 +25,24 @@ from unittest import mock
 
 import gradio as gr
 import pytest
+import torch
 from conftest import train
 from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
 from huggingface_hub import HfApi
 
 from harness.drawings import draw_on_canvas, drawing
-from harness.spaces import ARTIFACTS, ROOT, client, editor_value, import_app, serve, staged_space
+from harness.spaces import (
+    ARTIFACTS,
+    ROOT,
+    client,
+    editor_value,
+    free_port,
+    import_app,
+    serve,
+    staged_space,
+)
+from shared.preprocessing import sketch_to_mnist
 from shared.weights import env_var
 
 APP = ROOT / "spaces" / "playground" / "app.py"
@@ -160,6 +176,71 @@ def test_a_second_train_waits_for_the_first(server, tmp_path):
     assert ends["first"][0][-1][1].startswith("**Done**") and second_updates[-1][1].startswith("**Done**")
 
 
+# ---- without MNIST, and the smoke profile ------------------------------------------------------
+
+# A server with no way out: every download goes to a proxy on a closed port and is refused at once,
+# whether or not the machine running the tests is online.
+NO_NETWORK = {name: "http://127.0.0.1:9" for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY")} | \
+    {"no_proxy": "127.0.0.1,localhost", "NO_PROXY": "127.0.0.1,localhost"}
+
+
+def test_without_mnist_train_says_where_it_goes_and_the_server_keeps_serving(tmp_path):
+    """An empty data folder and no network: the server starts at once, the page and Train name the
+    folder (as the page may: no path of the server) and what to do, and linear-regression still trains."""
+    empty = tmp_path / "no-data"
+    with serve(APP, {"ZTG_DATA_DIR": str(empty), **NO_NETWORK}) as running:
+        assert running.startup_seconds < 60, running.log()[-2000:]
+        with urllib.request.urlopen(running.url + "config") as response:
+            page = response.read().decode()
+        assert "MNIST is not on this server" in page
+        api = client(running.url, tmp_path / "downloads")
+        for lesson in ("mnist-logistic", "mnist-cnn"):
+            with pytest.raises(AppError) as error:
+                api.predict(lesson, 1e-3, 1, 128, "32", "Adam", True, api_name="/train")
+            message = str(error.value)
+            for text in ("MNIST is not on this server", "MNIST/raw/ in the folder $ZTG_DATA_DIR names",
+                         "train-images-idx3-ubyte", "restart it", "only linear-regression"):
+                assert text in message, message
+            assert str(tmp_path) not in message and "Traceback" not in message
+        assert running.alive()
+        updates = outputs_of(api.submit("linear-regression", 1e-5, 30, 5, "32", "SGD", True, api_name="/train"), 60)
+        assert updates[-1][1].startswith("**Done**")
+        assert "MNIST not found in" in running.log()  # the server's log says which folder and why
+
+
+def test_mnist_cnn_trains_end_to_end_and_then_reads_a_drawn_digit(tmp_path):
+    """mnist-cnn through the HTTP API on the smoke profile (tiny synthetic digits: seconds, and no
+    dataset or network needed): 2 epochs finish with a test accuracy and the picture, the ZIP loads
+    strictly, and a drawn 7 gets the top-3 of exactly that model."""
+    from shared.images import editor_image
+    from shared.models import MODELS
+
+    env = {"ZTG_PLAYGROUND_PROFILE": "smoke", "ZTG_DATA_DIR": str(tmp_path / "no-data"), **NO_NETWORK}
+    with serve(APP, env) as running:
+        api = client(running.url, tmp_path / "downloads")
+        updates = outputs_of(api.submit("mnist-cnn", 4e-3, 2, 64, "32", "Adam", True, api_name="/train"), 60)
+        _, status, picture = updates[-1]
+        assert status.startswith("**Done**") and "test accuracy" in status, status
+        assert picture and Path(picture).is_file()
+
+        with zipfile.ZipFile(api.predict(api_name="/download")) as zipped:
+            zipped.extractall(tmp_path / "unzipped")
+        folder = tmp_path / "unzipped" / "mnist-cnn"
+        metrics = json.loads((folder / "metrics.json").read_text())
+        assert metrics["complete"] and metrics["epochs"] == 2 and metrics["profile"] == "smoke"
+        model = MODELS["mnist-cnn"].from_pretrained(folder)  # strict, safetensors only, eval() mode
+
+        canvas = tmp_path / "seven.png"
+        drawing("7").save(canvas)
+        mine, _, message = api.predict(editor_value(canvas), api_name="/predict")
+        assert "Your mnist-cnn says" in message and running.alive()
+    with torch.inference_mode():
+        expected = model(sketch_to_mnist(editor_image({"composite": str(canvas)})).tensor).softmax(1)[0]
+    top3 = expected.topk(3)
+    assert [c["label"] for c in mine["confidences"]] == [str(i) for i in top3.indices.tolist()]
+    assert [c["confidence"] for c in mine["confidences"]] == pytest.approx(top3.values.tolist(), abs=1e-5)
+
+
 # ---- pushing with the visitor's token ----------------------------------------------------------
 
 
@@ -167,9 +248,55 @@ def test_a_second_train_waits_for_the_first(server, tmp_path):
 def app(datasets, tmp_path_factory):
     """The app imported in this process; the published models pointed at a missing folder, so that
     start-up asks no Hub (this process may not be offline)."""
+    return import_app(APP, {"ZTG_DATA_DIR": str(datasets), **no_published_models(tmp_path_factory)})
+
+
+def no_published_models(tmp_path_factory) -> dict:
     missing = str(tmp_path_factory.mktemp("nothing") / "missing")
-    return import_app(APP, {"ZTG_DATA_DIR": str(datasets), **{env_var(name): missing for name in
-                                                               ("mnist-logistic", "mnist-mlp", "mnist-cnn")}})
+    return {env_var(name): missing for name in ("mnist-logistic", "mnist-mlp", "mnist-cnn")}
+
+
+@pytest.fixture(scope="module")
+def signed_in(datasets, tmp_path_factory):
+    """(the app, its URL, a session cookie): the app as on a Space (SPACE_ID set: it has the Sign in
+    with Hugging Face button) served by this process, so that its HfApi can be a double, and the
+    cookie of a visitor who signed in.
+
+    Off a Space, Gradio stands in for Spaces OAuth: its /login/callback puts the identity it was
+    given when the app was built into the visitor's signed session cookie, where the real sign-in
+    puts the visitor's profile and token on a Space; the app's OAuthProfile and OAuthToken
+    arguments are read from that cookie either way."""
+    pytest.importorskip("itsdangerous", reason="Gradio's sign-in (gradio[oauth]) needs it; `make setup` installs it")
+    import gradio.oauth
+
+    visitor = {"access_token": VISITOR_TOKEN, "token_type": "bearer", "scope": "openid profile write-repos",
+               "expires_at": int(time.time()) + 3600,
+               "userinfo": {"sub": "1", "name": "A Visitor", "preferred_username": "visitor",
+                            "profile": "https://huggingface.co/visitor", "picture": "", "website": ""}}
+    port = free_port()
+    with pytest.MonkeyPatch.context() as patch, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Gradio does not support OAuth features outside of a Space")
+        patch.setattr(gradio.oauth, "_get_mocked_oauth_info", lambda: visitor)
+        space = import_app(APP, {"ZTG_DATA_DIR": str(datasets), "SPACE_ID": "zero-to-gans/playground",
+                                 "GRADIO_ANALYTICS_ENABLED": "False", **no_published_models(tmp_path_factory)})
+        space.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                          **space.LAUNCH)
+    url = f"http://127.0.0.1:{port}/"
+    try:
+        try:
+            urllib.request.build_opener(NoRedirect).open(url + "login/callback")
+            raise AssertionError("/login/callback should sign in and redirect")
+        except urllib.error.HTTPError as redirect:
+            cookie = redirect.headers["set-cookie"].split(";")[0]
+        assert cookie.startswith("session=")
+        yield space, url, cookie
+    finally:
+        space.demo.close()
+
+
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None
 
 
 def test_the_time_limit_stops_a_run(datasets, tmp_path):
@@ -224,6 +351,71 @@ def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, mo
     failed = app.push_checkpoint(folder, "mine", profile, token)
     assert failed.startswith("Not pushed") and VISITOR_TOKEN not in failed
     assert "Sign in with Hugging Face first" in app.push_checkpoint(folder, "mine", None, None)
+
+
+def test_a_stopped_run_is_pushed_with_the_visitors_token_and_says_it_stopped(signed_in, tmp_path, monkeypatch,
+                                                                             capfd):
+    """Through the served app and its HTTP API, signed in: a run stopped mid-epoch cannot be taken home
+    while it trains, then goes to the visitor's account in one commit, made with their token only,
+    as a strictly loadable model repo whose card and metrics.json say where it stopped; the ZIP holds
+    the same files."""
+    from shared.models import MODELS
+    from training import hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(hub, "_token", lambda: None)  # no token on the server: only the visitor's
+    api_class = mock.create_autospec(HfApi)
+    hub_api = api_class.return_value
+    hub_api.list_repo_files.return_value = [".gitattributes"]
+    hub_api.create_commit.return_value = SimpleNamespace(commit_url="https://huggingface.co/visitor/stopped/commit/1")
+    monkeypatch.setattr(hub, "HfApi", api_class)
+    space, url, cookie = signed_in
+    visitor = client(url, tmp_path / "downloads", headers={"Cookie": cookie})
+
+    job = visitor.submit("mnist-logistic", 1e-3, 5, 16, "32", "Adam", True, api_name="/train")  # minutes long
+    deadline = time.monotonic() + 60
+    while len(job.outputs()) < 2:
+        assert time.monotonic() < deadline and not job.done()
+        time.sleep(0.1)
+    for endpoint, args in (("/push", ("stopped",)), ("/download", ())):
+        with pytest.raises(AppError, match="Your run is still training: press Stop"):
+            visitor.predict(*args, api_name=endpoint)
+    api_class.assert_not_called()
+    visitor.predict(api_name="/stop")
+    assert outputs_of(job, 30)[-1][1].startswith("**Stopped** by Stop")
+
+    message = visitor.predict("stopped", api_name="/push")
+    assert message.startswith("Pushed to https://huggingface.co/visitor/stopped in one commit"), message
+    assert "It holds a run stopped" in message and "into epoch 1 of 5, and its model card says so" in message
+    api_class.assert_called_once_with(token=VISITOR_TOKEN)
+    hub_api.create_repo.assert_called_once_with("visitor/stopped", repo_type="model", private=None, exist_ok=True)
+    (commit,) = hub_api.create_commit.call_args_list
+    assert commit.args[0] == "visitor/stopped" and "stopped" in commit.kwargs["commit_message"]
+    pushed = tmp_path / "pushed"
+    for operation in commit.args[1]:
+        data = operation.path_or_fileobj
+        (pushed / operation.path_in_repo).parent.mkdir(parents=True, exist_ok=True)
+        (pushed / operation.path_in_repo).write_bytes(data if isinstance(data, bytes) else Path(data).read_bytes())
+    card = (pushed / "README.md").read_text()
+    assert "**Unfinished run: training stopped" in card and "into epoch 1 of 5.**" in card
+    assert 'from_pretrained("visitor/stopped")' in card
+    metrics = json.loads((pushed / "metrics.json").read_text())
+    assert metrics["complete"] is False and metrics["epochs_completed"] == 0 and metrics["epochs_planned"] == 5
+    MODELS["mnist-logistic"].from_pretrained(pushed)  # strict, safetensors: a valid Hub model repo
+
+    with zipfile.ZipFile(visitor.predict(api_name="/download")) as zipped:
+        zipped.extractall(tmp_path / "unzipped")
+    unzipped = tmp_path / "unzipped" / "mnist-logistic"
+    assert sorted(p.relative_to(unzipped) for p in unzipped.rglob("*") if p.is_file()) == \
+        sorted(p.relative_to(pushed) for p in pushed.rglob("*") if p.is_file())
+    assert "**Unfinished run: training stopped" in (unzipped / "README.md").read_text()
+    MODELS["mnist-logistic"].from_pretrained(unzipped)
+
+    out, err = capfd.readouterr()
+    assert VISITOR_TOKEN not in message + out + err
+    for path in [*space.WORK.rglob("*"), *tmp_path.rglob("*")]:
+        if path.is_file():
+            assert VISITOR_TOKEN.encode() not in path.read_bytes(), path
 
 
 def test_server_log_holds_no_path_on_the_page_and_no_token(server):

@@ -6,6 +6,12 @@ names one), and `datasets:` only where the dataset is on the Hub (a TASK `datase
 slash, e.g. `ylecun/mnist`; a plain name such as `insurance` is not linked anywhere). The
 card links only to places that exist: the project's own URL when its metadata has one
 (`[project.urls]` in pyproject.toml; none today), nothing invented.
+
+The card of an unfinished checkpoint (a run stopped by Ctrl-C, SIGTERM or the playground's
+Stop, or one still training) says so first: where the run stopped out of how many epochs,
+the last validation numbers, and that no test metric belongs to these weights. Such a folder can be
+published on purpose (`training.hub --allow-unfinished`), so the card must not pass for a
+finished model's.
 """
 
 from __future__ import annotations
@@ -78,9 +84,11 @@ def model_card(snapshot, metrics: dict) -> ModelCard:
     for key in ("train_seconds", "samples_per_second", "device", "epochs"):
         if key in metrics:
             lines.append(f"| {key.replace('_', ' ')} | {metrics[key]} |")
-    results_md = "| metric | value |\n|---|---|\n" + "\n".join(lines) if lines else "(training in progress)"
-    if not snapshot.complete:
-        results_md = f"Checkpoint after epoch {snapshot.progress.epoch} (training not finished).\n\n" + results_md
+    table = "| metric | value |\n|---|---|\n" + "\n".join(lines) if lines else ""
+    if snapshot.complete:
+        results_md = table or "(no metrics recorded)"
+    else:
+        results_md = "\n\n".join(part for part in (unfinished_note(snapshot, metrics), table) if part)
     published = snapshot.modules.get(snapshot.published)
     model_name = (registered_name(type(published)) if published is not None else None) or snapshot.lesson
     url = project_url()
@@ -90,6 +98,32 @@ def model_card(snapshot, metrics: dict) -> ModelCard:
         profile=snapshot.profile, results=results_md, model_name=model_name,
         repo_id=f"<org>/{snapshot.lesson}", config=json.dumps(snapshot.config, indent=2),
     )
+
+
+def stopped_at(progress, epochs_planned: int | None) -> str:
+    """Where a run stands, in words: "after epoch 1 of 3" or "12 batches into epoch 2 of 3"."""
+    of = f" of {epochs_planned}" if epochs_planned else ""
+    if progress.step:
+        return f"{progress.step} batch{'es' if progress.step > 1 else ''} into epoch {progress.epoch + 1}{of}"
+    return f"after epoch {progress.epoch}{of}"
+
+
+def unfinished_note(snapshot, metrics: dict) -> str:
+    """The first lines of an unfinished checkpoint's results: where it stopped and what was measured."""
+    progress = snapshot.progress
+    note = [f"**Unfinished run: training stopped {stopped_at(progress, snapshot.config.get('epochs'))}.** "
+            "These are the weights of that moment."]
+    tested = [key for key in snapshot.task.get("metrics", {}) if key in metrics]
+    if tested and "epochs" in metrics:  # carried over from a finish before a --resume with more epochs
+        note.append(f"The results below were measured when the run first finished, after epoch {metrics['epochs']}.")
+    else:
+        note.append("They were not evaluated on the test set.")
+    last = progress.history[-1] if progress.history else {}
+    shown = [f"{key.replace('_', ' ')} {value:.4g}" for key, value in last.items() if isinstance(value, (int, float))
+             and key not in ("epoch", "epoch_seconds", "samples_per_second") and not key.startswith("train_")]
+    if shown:
+        note.append(f"After epoch {last['epoch']}: {', '.join(shown)}.")
+    return " ".join(note)
 
 
 def for_repo(card_text: str, repo_id: str) -> str:

@@ -4,7 +4,8 @@
         config.json, model.safetensors    the published model (PyTorchModelHubMixin)
         <name>/                           every other module, under the name it was prepared with
         README.md                         model card; metrics as model-index results
-        metrics.json, history.json        final metrics; one row per epoch
+        metrics.json, history.json        final metrics and where the run stands (complete,
+                                          epochs_completed of epochs_planned); one row per epoch
         training_config.json              the lesson's hyperparameters
         curves.png, ...                   plots and images the lesson adds
         resume/state.pt                   progress, optimizer, scheduler and RNG state for --resume
@@ -142,8 +143,10 @@ def write_contents(tmp: Path, snapshot: Snapshot) -> None:
     _write_json(tmp / "training_config.json", {"lesson": snapshot.lesson, "profile": snapshot.profile,
                                                 "config": snapshot.config})
     _write_json(tmp / "history.json", snapshot.progress.history)
+    # Where the run stands, beside the metrics: a stopped run's folder (which can be published on
+    # purpose) says how far it got out of how far it was meant to go.
     status = {"complete": snapshot.complete, "epochs_completed": snapshot.progress.epoch,
-              "step_in_epoch": snapshot.progress.step}
+              "step_in_epoch": snapshot.progress.step, "epochs_planned": snapshot.config.get("epochs")}
     metrics = snapshot.metrics
     if metrics is None and (tmp / "metrics.json").exists():
         metrics = {k: v for k, v in json.loads((tmp / "metrics.json").read_text()).items() if k not in status}

@@ -2,6 +2,7 @@
 
     python -m training <lesson> --push-to-hub ORG/NAME [--private]   train, then publish
     python -m training.hub checkpoints/<lesson> ORG/NAME [--private]  publish a folder already trained
+    python -m training.hub checkpoints/<lesson> ORG/NAME --allow-unfinished   ... or a stopped one
 
 Uploaded: every file of the folder except `resume/` (optimizer and RNG state for --resume)
 and hidden files, with README.md's "Load it" snippet naming ORG/NAME. Deleted in the same
@@ -13,6 +14,13 @@ Visibility: `--private` creates the repo private, and refuses to upload into an 
 public repo; without it the repo gets the account's or organisation's default (public
 unless the organisation says private), and an existing repo keeps its visibility.
 
+Unfinished runs (stopped by Ctrl-C, SIGTERM or the playground's Stop) are refused unless the
+caller asks for them (`allow_unfinished=True`, `--allow-unfinished`): a visitor of the
+playground may want the model they stopped. Such a repo says what it is: its card opens with
+where the run stopped out of how many epochs (training.card), its metrics.json has
+`"complete": false` with `epochs_completed`, `step_in_epoch` and `epochs_planned`, and the
+commit message says where it stopped.
+
 The token comes from HF_TOKEN or `hf auth login`, read by huggingface_hub only. Nothing
 here prints it: every error is reported as its type and first line with any token
 masked. A text file that holds a path of this machine (the home, the working or the
@@ -22,10 +30,12 @@ output folder) is not published.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.utils import validate_repo_id
@@ -77,13 +87,15 @@ def commit_operations(folder: Path, remote: list[str], repo_id: str) -> list:
     return adds + deletes
 
 
-def check_folder(folder: Path) -> None:
-    """A finished checkpoint, with no path of this machine in any text file it publishes."""
+def check_folder(folder: Path, allow_unfinished: bool = False) -> None:
+    """A finished checkpoint (or, with `allow_unfinished`, a stopped one), with no path of this
+    machine in any text file it publishes."""
     missing = [name for name in REQUIRED if not (folder / name).is_file()]
     if missing:
         raise PublishError(f"{folder} is not a checkpoint folder ({', '.join(missing)} missing)")
-    if not json.loads((folder / "metrics.json").read_text()).get("complete"):
-        raise PublishError(f"{folder} holds an unfinished run; finish it with --resume before publishing")
+    if not allow_unfinished and not json.loads((folder / "metrics.json").read_text()).get("complete"):
+        raise PublishError(f"{folder} holds an unfinished run ({describe(folder)}); finish it with --resume "
+                           "before publishing, or publish it as it is with --allow-unfinished")
     paths = {str(p) for p in (Path.home(), Path.cwd(), folder.resolve().parent) if len(p.parts) > 1}
     local_path = re.compile("|".join(re.escape(p) + r"(?![\w.-])" for p in sorted(paths, key=len, reverse=True)))
     for name in files_to_upload(folder):
@@ -94,13 +106,37 @@ def check_folder(folder: Path) -> None:
                                    "remove it or retrain with this version before publishing")
 
 
-def publish(folder: Path, repo_id: str, private: bool | None = None, token: str | None = None) -> str:
+def stopped(folder: Path) -> str | None:
+    """Where the run of an unfinished checkpoint stopped ("stopped after epoch 1 of 3"); None when
+    it finished."""
+    from training.card import stopped_at
+
+    metrics = json.loads((folder / "metrics.json").read_text())
+    if metrics.get("complete"):
+        return None
+    progress = SimpleNamespace(epoch=metrics.get("epochs_completed", 0), step=metrics.get("step_in_epoch", 0))
+    return f"stopped {stopped_at(progress, metrics.get('epochs_planned'))}"
+
+
+def describe(folder: Path) -> str:
+    """The run a checkpoint folder holds, for a commit message: "cpu profile" for a finished one,
+    "cpu profile, stopped 12 batches into epoch 2 of 3" for a stopped one."""
+    metrics = json.loads((folder / "metrics.json").read_text())
+    with contextlib.suppress(OSError, ValueError, KeyError):  # a finished run's metrics name it anyway
+        metrics.setdefault("profile", json.loads((folder / "training_config.json").read_text())["profile"])
+    where = stopped(folder)
+    return f"{metrics.get('profile', 'unknown')} profile" + (f", {where}" if where else "")
+
+
+def publish(folder: Path, repo_id: str, private: bool | None = None, token: str | None = None,
+            allow_unfinished: bool = False) -> str:
     """Mirror `folder` into the Hub model repo `repo_id` in one commit; the commit's URL.
 
-    `token`: used instead of the environment's token, handed only to `HfApi(token=...)`."""
+    `token`: used instead of the environment's token, handed only to `HfApi(token=...)`;
+    `allow_unfinished`: publish a stopped run too (see the module docstring)."""
     folder = Path(folder)
     check_can_publish(repo_id, token)
-    check_folder(folder)
+    check_folder(folder, allow_unfinished)
     api = HfApi(token=token)
     try:
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
@@ -109,9 +145,8 @@ def publish(folder: Path, repo_id: str, private: bool | None = None, token: str 
                                "private; nothing was uploaded. Make the repo private on the Hub, or push "
                                "to another name")
         remote = api.list_repo_files(repo_id, repo_type="model")
-        profile = json.loads((folder / "metrics.json").read_text()).get("profile", "")
         info = api.create_commit(repo_id, commit_operations(folder, remote, repo_id), repo_type="model",
-                                 commit_message=f"Upload {folder.name} ({profile} profile) with zero-to-gans")
+                                 commit_message=f"Upload {folder.name} ({describe(folder)}) with zero-to-gans")
     except PublishError:
         raise
     except Exception as error:  # network, permissions, a bad token: say which, never the token
@@ -141,9 +176,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("folder", type=Path, help="a finished checkpoint folder, e.g. checkpoints/mnist-cnn")
     p.add_argument("repo_id", metavar="ORG/NAME", help="the Hub model repo (created if missing)")
     p.add_argument("--private", action="store_true", help="create the repo private (default: the account's default)")
+    p.add_argument("--allow-unfinished", action="store_true",
+                   help="publish a run that was stopped before its last epoch (its card and metrics.json say "
+                        "where it stopped); without it such a folder is refused")
     args = p.parse_args(argv)
     try:
-        print(f"published {args.folder.name} to {publish(args.folder, args.repo_id, args.private or None)}")
+        url = publish(args.folder, args.repo_id, args.private or None, allow_unfinished=args.allow_unfinished)
+        print(f"published {args.folder.name} to {url}")
     except PublishError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(3)

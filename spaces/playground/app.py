@@ -2,20 +2,25 @@
 
     python spaces/playground/app.py      # or: make space SPACE=playground -> http://127.0.0.1:7860
     ZTG_DATA_DIR=../shared/datasets python spaces/playground/app.py   # MNIST already on disk
+    ZTG_PLAYGROUND_PROFILE=smoke python spaces/playground/app.py      # tiny synthetic data, no MNIST
 
 The run is the lesson's own code, built by `training.cli.make_run` exactly as `python -m
-training` builds it (profile `cpu` plus the visitor's settings as `--key=value` overrides), in a
-thread of its own; its `on_progress` rows feed a queue that the Train endpoint streams as a
-curve, a status line and the lesson's picture. Stop calls `run.request_stop()`: the run saves
-its checkpoint after the current batch and the model so far stays usable. The checkpoint
-folder is what `python -m training` writes: it can be tried here, downloaded as a ZIP or pushed
-to the visitor's own Hub account with their OAuth token (on a Space with `hf_oauth: true`).
+training` builds it (profile `cpu`, or `smoke` with $ZTG_PLAYGROUND_PROFILE, plus the visitor's
+settings as `--key=value` overrides), in a thread of its own; its `on_progress` rows feed a
+queue that the Train endpoint streams as a curve, a status line and the lesson's picture. Stop
+calls `run.request_stop()`: the run saves its checkpoint after the current batch and the model
+so far stays usable. The checkpoint folder is what `python -m training` writes: it can be tried
+here, downloaded as a ZIP or pushed to the visitor's own Hub account with their OAuth token (on
+a Space with `hf_oauth: true`), a stopped run too (`training.hub.publish(...,
+allow_unfinished=True)`; its card says where it stopped). Neither reads the folder while its
+run is still training.
 
 Limits, enforced here and not only by the sliders: one training at a time (others wait in the
 queue and see their place), every setting within the lesson's bounds, `MAX_SECONDS` of wall
 clock per run, a visitor's files deleted an hour after their last run, no server path on the
 page. MNIST is read from `$ZTG_DATA_DIR` (default: `data/` next to this file), downloaded there
-by torchvision at start-up when missing.
+by torchvision at start-up when missing (11.6 MB); when it can be neither, the page and Train
+say where the files go, and linear-regression still trains.
 
 API (every endpoint named):
     /train   (lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment) -> streamed
@@ -33,6 +38,7 @@ import contextlib
 import os
 import queue
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -53,6 +59,15 @@ from shared.preprocessing import normalize_mnist, sketch_to_mnist  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("ZTG_DATA_DIR") or HERE / "data")
+# Where MNIST goes, as the page may say it: never a path of the server.
+DATA_SHOWN = "MNIST/raw/ in the folder $ZTG_DATA_DIR names" if os.environ.get("ZTG_DATA_DIR") \
+    else "data/MNIST/raw/ next to app.py"
+DOWNLOAD_TIMEOUT = 30  # seconds without an answer before the start-up download of MNIST gives up
+# The training profile runs start from (the visitor's settings override it): `cpu`, or `smoke`,
+# every lesson on tiny synthetic data in seconds, which needs no MNIST (the tests use it).
+PROFILE = os.environ.get("ZTG_PLAYGROUND_PROFILE", "cpu")
+if PROFILE not in ("cpu", "smoke"):
+    raise SystemExit(f"ZTG_PLAYGROUND_PROFILE must be cpu or smoke, not {PROFILE!r}")
 WORK = Path(tempfile.gettempdir()) / "zero-to-gans-playground"
 MAX_SECONDS = float(os.environ.get("ZTG_PLAYGROUND_MAX_SECONDS", 120))  # wall clock per run
 FILES_MAX_AGE = 3600  # seconds a visitor's checkpoints, pictures and ZIPs are kept
@@ -82,18 +97,32 @@ SAMPLES: tuple[torch.Tensor, torch.Tensor] | None = None  # first test digits an
 
 
 def load_data() -> None:
-    """MNIST on disk (downloaded by torchvision when missing): the lessons read it per run."""
+    """MNIST on disk (downloaded by torchvision when missing): the lessons read it per run.
+
+    Runs at start-up, before the server: a download that stalls gives up after DOWNLOAD_TIMEOUT
+    seconds of silence (torchvision sets no timeout of its own), and a failed one leaves the
+    page serving linear-regression with DATA_PROBLEM saying where the files go."""
     global DATA_PROBLEM, SAMPLES
     from training.data import DataNotFound
-    from training.mnist import load_mnist
+    from training.mnist import MNIST_FILES, load_mnist, synthetic_digits
 
+    if PROFILE == "smoke":  # the runs see synthetic digits: so does the picture
+        test = synthetic_digits(PICTURE_DIGITS, seed=2)
+        SAMPLES = test.inputs, test.labels
+        return
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT)
     try:
         _, test = load_mnist(DATA_DIR)
         SAMPLES = test.inputs[:PICTURE_DIGITS].clone(), test.labels[:PICTURE_DIGITS].clone()
-    except DataNotFound:
-        DATA_PROBLEM = ("MNIST is not available on this server (no copy on disk and no download). "
-                        "Only linear-regression can be trained here.")
-        print(f"[playground] MNIST missing under {DATA_DIR}", file=sys.stderr)
+    except DataNotFound as error:
+        DATA_PROBLEM = (f"MNIST is not on this server and could not be downloaded, so only linear-regression "
+                        f"can be trained here. To fix it, put the four MNIST files ({', '.join(MNIST_FILES)}, "
+                        f"or the same with .gz) in {DATA_SHOWN}, or let the server reach the internet "
+                        "(it downloads them there at start-up, about 12 MB), then restart it.")
+        print(f"[playground] {error}", file=sys.stderr)  # the log may name the server's folder
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 load_data()
@@ -180,7 +209,7 @@ class Session:
 
         def work():
             try:
-                module, self.run = make_run(self.lesson, settings, profile="cpu", data_dir=DATA_DIR,
+                module, self.run = make_run(self.lesson, settings, profile=PROFILE, data_dir=DATA_DIR,
                                             out_dir=self.out_dir, on_progress=on_progress)
                 if self.stop_asked:
                     self.run.request_stop()
@@ -347,7 +376,7 @@ def stream(session: Session, epochs: int):
         elif kind == "stopped":
             why = "the time limit" if elapsed > MAX_SECONDS else "Stop"
             status = (f"**Stopped** by {why} after {elapsed:.0f} s (epoch {latest.get('epoch', 0):.2f}); "
-                      "the model so far is kept: try it or download it below.")
+                      "the model so far is kept: try it, download it or push it below.")
         else:
             status = f"**Error:** {value}"
         yield frame(points), status, picture
@@ -415,8 +444,13 @@ def stop(request: gr.Request):
     return "Stopping after the current batch…"
 
 
-def finished_session(request) -> Session:
+def finished_session(request, idle: bool = False) -> Session:
+    """The visitor's latest run that has a checkpoint on disk. `idle`: and no longer training, for
+    a ZIP or a push, which read the whole folder (a run replaces it by renames after every epoch)."""
     session = SESSIONS.get(_key(request))
+    if idle and session is not None and session.thread is not None and session.thread.is_alive():
+        raise gr.Error("Your run is still training: press Stop (the model so far is kept) or let it "
+                       "finish, then take it home.", print_exception=False)
     if session is None or not (session.checkpoint / "model.safetensors").is_file():
         raise gr.Error("Train a model first (nothing of yours is saved yet).", print_exception=False)
     return session
@@ -487,7 +521,7 @@ def download(request: gr.Request) -> str:
     """The checkpoint folder as a ZIP (a Hub model repo: everything but resume/)."""
     from training.hub import files_to_upload
 
-    session = finished_session(request)
+    session = finished_session(request, idle=True)
     archive = session.out_dir / f"{session.lesson}.zip"
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zipped:
         for name in files_to_upload(session.checkpoint):
@@ -496,24 +530,29 @@ def download(request: gr.Request) -> str:
 
 
 def push_checkpoint(folder: Path, repo_name: str, profile, token) -> str:
-    """Publish `folder` to the visitor's account as PROFILE/REPO_NAME in one commit, with their token."""
-    from training.hub import PublishError, publish
+    """Publish `folder` to the visitor's account as PROFILE/REPO_NAME in one commit, with their token.
+
+    A stopped run is pushed too (`allow_unfinished`): the visitor pressed Stop on purpose, and the
+    repo says what it holds (its card opens with where the run stopped, see training.card)."""
+    from training.hub import PublishError, publish, stopped
 
     if profile is None or token is None:
         return ("Sign in with Hugging Face first (the button above); on a local server, download the "
-                "ZIP and run `python -m training.hub FOLDER ORG/NAME`.")
+                "ZIP and run `python -m training.hub FOLDER ORG/NAME` (with `--allow-unfinished` for a "
+                "stopped run).")
     name = (repo_name or "").strip()
     try:
-        url = publish(folder, f"{profile.username}/{name}", token=token.token)
-    except PublishError as error:
-        return f"Not pushed: {error}"
-    return f"Pushed to https://huggingface.co/{profile.username}/{name} in one commit ({url})."
+        url = publish(folder, f"{profile.username}/{name}", token=token.token, allow_unfinished=True)
+    except PublishError as error:  # its message may name the folder: not a path of the server on the page
+        return f"Not pushed: {str(error).replace(str(folder), folder.name)}"
+    where = stopped(folder)
+    note = f" It holds a run {where}, and its model card says so." if where else ""
+    return f"Pushed to https://huggingface.co/{profile.username}/{name} in one commit ({url}).{note}"
 
 
 def push(repo_name, request: gr.Request, profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None):
-    session = finished_session(request)
-    if not (session.checkpoint / "metrics.json").is_file():
-        return "Nothing to push yet."
+    """The visitor's checkpoint, finished or stopped, to their own account (needs their sign-in)."""
+    session = finished_session(request, idle=True)
     return push_checkpoint(session.checkpoint, repo_name, profile, oauth_token)
 
 
@@ -599,7 +638,8 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=(3600, 36
         grid = gr.Image(label="Generated digits", interactive=False, format="png", elem_id="grid", buttons=[])
     with gr.Tab("Take it home"):
         gr.Markdown("The checkpoint folder is what `python -m training` writes: a Hugging Face model repo "
-                    "(the ZIP leaves out `resume/`). A stopped run can be downloaded; only a finished one is pushed.")
+                    "(the ZIP leaves out `resume/`). A stopped run can be downloaded or pushed too: its "
+                    "model card says where it stopped.")
         download_button = gr.Button("Download the checkpoint (ZIP)", elem_id="download-button")
         archive = gr.File(label="Checkpoint", elem_id="archive")
         if ON_SPACE:
