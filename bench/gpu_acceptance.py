@@ -10,6 +10,7 @@ Needs a CUDA GPU (it says so and exits 0 without one). Each row is one real trai
 |---|---|---|
 | resnet9-course | `cifar10-resnet9 --profile course` | course: 90.5% in about 4.5 min (Colab GPU) |
 | resnet9-fast | `cifar10-resnet9 --profile course --fast=true` | >= 94% in <= 30 s on one modern GPU |
+| airbench | `cifar10-airbench --profile course` (the paper's airbench94 settings) | >= 94% in <= 10 s on one modern GPU |
 | mnist-cnn | `mnist-cnn --profile cpu` | 99.5% (cpu profile: 191 s on a 2-core CPU) |
 | dcgan-epoch | `anime-dcgan --profile course --epochs=1` | images/s of one epoch |
 | resnet9-2gpu | `resnet9-course` on 2 GPUs (multi_gpu.yaml), when there are two | speed-up over 1 GPU |
@@ -31,6 +32,7 @@ CONFIGS = ROOT / "configs" / "accelerate"
 RUNS = {  # name -> (config file, lesson and options, what the row is checked against)
     "resnet9-course": ("one_gpu.yaml", ["cifar10-resnet9", "--profile", "course"], "90.5% in ~270 s"),
     "resnet9-fast": ("one_gpu.yaml", ["cifar10-resnet9", "--profile", "course", "--fast=true"], ">= 94% in <= 30 s"),
+    "airbench": ("one_gpu.yaml", ["cifar10-airbench", "--profile", "course"], ">= 94% in <= 10 s"),
     "mnist-cnn": ("one_gpu.yaml", ["mnist-cnn", "--profile", "cpu"], ">= 99.5%"),
     "dcgan-epoch": ("one_gpu.yaml", ["anime-dcgan", "--profile", "course", "--epochs=1"], "images/s"),
     "resnet9-2gpu": ("multi_gpu.yaml", ["cifar10-resnet9", "--profile", "course"], "speed-up over 1 GPU"),

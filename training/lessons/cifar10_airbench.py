@@ -74,7 +74,7 @@ class Config:
 
 PROFILES = {
     "smoke": dict(widths=[8, 16, 16], epochs=2, batch_size=64, synthetic_data=True),
-    "cpu": dict(widths=[32, 128, 128], epochs=10),
+    "cpu": dict(widths=[48, 192, 192], epochs=10, batch_size=512),
     "course": dict(),  # the paper's airbench94, meant for a GPU
 }
 
