@@ -20,14 +20,15 @@ PRIVATE ?=
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help setup train train-all push test lint bench browser space spaces space-digits space-cifar10 space-faces deploy-space publish clean
+.PHONY: help setup train train-all push test lint bench bench-speedrun browser space spaces space-digits space-cifar10 space-faces deploy-space publish clean
 
 help:
 	@echo "make train-all [DATA_DIR=..] [PROFILE=smoke|cpu|course]  train every lesson into $(OUT_DIR)/"
 	@echo "make train LESSON=mnist-cnn [ARGS='--epochs=5']          train one lesson"
 	@echo "make push LESSON=mnist-cnn HF_REPO=org/name [PRIVATE=1]  publish a trained checkpoint (the repo mirrors it)"
 	@echo "make test [PYTEST_ARGS='-k resume']                      run the test suite"
-	@echo "make lint | make bench [DATA_DIR=..]                     ruff; the benchmarks under bench/"
+	@echo "make lint | make bench [DATA_DIR=..]                     ruff; the benchmarks under bench/ (minutes)"
+	@echo "make bench-speedrun [RUNS=curves,seeds,ablation] [PRECISION=bf16]  CIFAR-10 time to accuracy (hours)"
 	@echo "make space SPACE=digits | make spaces                    serve one Space / every Space locally"
 	@echo "make deploy-space SPACE=digits HF_SPACE=org/name [WEIGHTS_ORG=org]  upload a Space to the Hub"
 	@echo "make publish HF_ORG=org [PRIVATE=1]                      every checkpoint to org/<lesson>, every Space to org/<space>"
@@ -65,10 +66,14 @@ test: setup browser
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# The speedrun bench trains for an hour or more (bench-speedrun); the others take minutes.
 bench: setup
 	$(PY) bench/bench_mnist_training.py --data-dir $(DATA_DIR)
-	@for script in $(filter-out bench/bench_mnist_training.py,$(wildcard bench/bench_*.py)); do \
+	@for script in $(filter-out bench/bench_mnist_training.py bench/bench_cifar_speedrun.py,$(wildcard bench/bench_*.py)); do \
 		echo "== $$script"; $(PY) $$script --data-dir $(DATA_DIR) || exit 1; done
+
+bench-speedrun: setup
+	$(PY) bench/bench_cifar_speedrun.py --data-dir $(DATA_DIR) --runs $(or $(RUNS),curves,seeds,ablation) $(if $(PRECISION),--mixed-precision $(PRECISION))
 
 space: setup
 	$(PY) spaces/$(SPACE)/app.py
