@@ -12,7 +12,14 @@ from conftest import train
 from shared.models import MODELS, build_model
 from shared.models.airbench import whitening_weights
 from training.cifar10 import synthetic_cifar
-from training.lessons.cifar10_airbench import Config, MultiCrop, epoch_images, initialise, optimizer_for, triangle
+from training.lessons.cifar10_airbench import (
+    Config,
+    MultiCrop,
+    epoch_images,
+    initialise,
+    optimizer_for,
+    triangle,
+)
 
 
 def test_whitening_filters_give_the_patches_unit_covariance():
