@@ -145,8 +145,8 @@ def main(argv: list[str] | None = None) -> None:
             print("|---|---|---|---|---|")
             for name, metrics in results.items():
                 to80, to90 = seconds_to(metrics, 80), seconds_to(metrics, 90)
-                ratio = (f" ({seconds_to(baseline, 80) / to80:.1f}x faster)"
-                         if to80 and name != "resnet9 cpu" and seconds_to(baseline, 80) else "")
+                base80 = seconds_to(baseline, 80)
+                ratio = f" ({to80 / base80:.2f}x the baseline's)" if to80 and base80 and name != "resnet9 cpu" else ""
                 print(f"| {name} | {metrics['test_accuracy']:.2f}% | {metrics['train_seconds']:.0f} | "
                       f"{f'{to80:.0f}' if to80 else '-'}{ratio} | {f'{to90:.0f}' if to90 else 'not reached'} |")
             png = args.out / f"speedrun-{args.mixed_precision}.png"
