@@ -15,6 +15,7 @@ from PIL import Image
 from shared.models import MODELS
 from training.anime_faces import load_anime_faces, synthetic_faces
 from training.data import DataNotFound
+from training.gan import Augmented, diff_augment
 from training.gan_metrics import SlicedWasserstein, fid
 
 LESSONS = ["mnist-gan", "anime-dcgan"]
@@ -110,6 +111,26 @@ def test_faces_recipe_options_wider_generator_spectral_norm_two_rates(tmp_path):
         # the weight used is the stored one over its largest singular value (power iteration estimate)
         sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
         assert sigma == pytest.approx(1, abs=0.1)
+
+
+def test_diff_augment_shifts_cuts_out_and_lets_gradients_through():
+    images = torch.rand(16, 3, 64, 64) * 2 - 1 + 3  # no pixel is 0 before the augmentation
+    shifted = diff_augment(images, ["translation"], torch.Generator().manual_seed(0))
+    padded = torch.nn.functional.pad(images, (8, 8, 8, 8))
+    for image, out in zip(padded, shifted, strict=True):  # each output is a 64x64 window of the padded image
+        assert any(torch.equal(out, image[:, y:y + 64, x:x + 64]) for y in range(17) for x in range(17))
+    cut = diff_augment(images, ["cutout"], torch.Generator().manual_seed(0))
+    zeroed = cut == 0
+    assert torch.equal(cut[~zeroed], images[~zeroed])  # everything outside the square is untouched
+    for mask in zeroed[:, 0]:
+        rows, cols = mask.any(1).nonzero().flatten(), mask.any(0).nonzero().flatten()
+        assert len(rows) <= 32 and len(cols) <= 32 and mask.sum() == len(rows) * len(cols)  # one square
+    assert zeroed.any()
+    images.requires_grad_(True)
+    diff_augment(images, ["color", "translation", "cutout"], torch.Generator().manual_seed(0)).sum().backward()
+    assert images.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="unknown augmentation .'blur'.: choose from color, translation, cutout"):
+        Augmented(None, "translation,blur", None)
 
 
 @pytest.mark.parametrize("lesson", LESSONS)
