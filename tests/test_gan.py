@@ -288,7 +288,7 @@ def test_real_anime_faces_train(tmp_path):
     faces = load_anime_faces(data_dir)
     assert faces.inputs.shape[1:] == (3, 64, 64) and len(faces) >= 15_000
     metrics = train("anime-dcgan", tmp_path, "--profile", "cpu", "--data-dir", str(data_dir),
-                    "--epochs=1", "--width=4", "--batch_size=256", "--swd_images=256", "--fid_images=16")
+                    "--epochs=1", "--width=4", "--generator_width=4", "--batch_size=256", "--swd_images=256", "--fid_images=16")
     assert metrics["complete"] and 0 < metrics["swd"] < 1000
 
 
