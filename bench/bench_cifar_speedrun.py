@@ -47,7 +47,7 @@ ABLATIONS = {  # each method off in turn, in the 15-minute setting
     "no label smoothing": ["--label_smoothing=0"],
     "random flip": ["--flip=random"],
     "no translate": ["--translate=0"],
-}  # and no test-time augmentation: not trained again, read from the full run (main's ablation table)
+}  # and no test-time augmentation: not trained again, read from the full run (the ablation table in main())
 RUNS = {
     "curves": {"resnet9 cpu": ["cifar10-resnet9", "--profile", "cpu", "--val_size=0"],
                "airbench cpu": AIRBENCH, "airbench paper widths": PAPER, "airbench long": LONG},

@@ -50,6 +50,15 @@ def test_bad_command_lines_get_a_clear_error(tmp_path, args, message):
     assert "Traceback" not in result.stderr
 
 
+def test_a_bad_augmentation_stops_before_the_data_is_read(tmp_path):
+    result = run_training("anime-dcgan", "--augment=color,blur", "--data-dir", str(tmp_path / "nothing"),
+                          "--out-dir", str(tmp_path), check=False, env={"HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 2
+    assert "--augment: unknown augmentation ['blur']: choose from color, translation, cutout" in result.stderr
+    assert "animefacedataset" not in result.stderr  # the setting failed first, not the missing faces
+    assert "Traceback" not in result.stderr
+
+
 def test_missing_data_names_the_folder_the_layout_and_the_option(tmp_path):
     result = run_training("mnist-logistic", "--data-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path),
                           check=False, env={"HF_HUB_OFFLINE": "1"})

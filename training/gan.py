@@ -42,6 +42,15 @@ def step_generator(run, salt: int = 0) -> torch.Generator:
 AUGMENTATIONS = ("color", "translation", "cutout")
 
 
+def augment_policy(text: str) -> list[str]:
+    """The augmentations named in a comma-separated `--augment` value; a clear error for any other name."""
+    policy = [name for name in text.split(",") if name]
+    unknown = set(policy) - set(AUGMENTATIONS)
+    if unknown:
+        raise ValueError(f"--augment: unknown augmentation {sorted(unknown)}: choose from {', '.join(AUGMENTATIONS)}")
+    return policy
+
+
 def diff_augment(images: torch.Tensor, policy: list[str], g: torch.Generator) -> torch.Tensor:
     """Random changes to images in [-1, 1] (B, C, H, W) that gradients flow through (Zhao et al. 2020).
 
@@ -85,10 +94,7 @@ class Augmented:
 
     def __init__(self, discriminator, policy: str, run):
         self.discriminator, self.run = discriminator, run
-        self.policy = [p for p in policy.split(",") if p]
-        unknown = set(self.policy) - set(AUGMENTATIONS)
-        if unknown:
-            raise ValueError(f"unknown augmentation {sorted(unknown)}: choose from {', '.join(AUGMENTATIONS)}")
+        self.policy = augment_policy(policy)
         self.at, self.calls = None, 0
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:

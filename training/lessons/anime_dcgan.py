@@ -59,7 +59,7 @@ from shared.models import build_model
 from shared.models.gan import from_pixels
 from training.anime_faces import anime_faces
 from training.averaging import decay_at, update_average
-from training.gan import Augmented, fixed_latents, generate, step_latents
+from training.gan import Augmented, augment_policy, fixed_latents, generate, step_latents
 from training.gan_metrics import SlicedWasserstein, fid
 from training.plots import image_grid, timelapse
 
@@ -82,6 +82,9 @@ class Config:
     fid_images: int = 2048
     synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
     seed: int = 0
+
+    def __post_init__(self):  # a bad --augment stops the command line before any face is decoded
+        augment_policy(self.augment)
 
 
 PROFILES = {
