@@ -33,7 +33,8 @@ Expect, on the JPEG copy of CIFAR-10 and a 2-core Intel Xeon with AMX (nothing e
   setting): 90.85% over seeds 0, 1, 2 (91.00, 90.87, 90.69; std 0.16) after
   592 s of training on average (582-598 s);
 - the long setting, `--profile cpu --widths=128,384,384 --epochs=15 --mixed-precision bf16`
-  (airbench95's widths and epochs): 91.76% after 1,823 s (409 img/s).
+  (airbench95's widths and epochs): 91.76% after 1,823 s (409 img/s); `--epochs=28`: 92.21%
+  after 4,352 s (320 img/s, a slower day; 91.19% before TTA against 91.28% at 15 epochs).
 On a CPU without bf16 units keep fp32 (the paper's widths then take about 25 minutes).
 The paper's settings (`--profile course`) on one GPU: not measured yet (no GPU lent).
 """
