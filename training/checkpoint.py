@@ -99,11 +99,21 @@ def existing(folder: Path) -> Path | None:
     return None
 
 
-def load(folder: Path) -> Saved:
-    """Read the checkpoint a run left in `folder` (or its previous copy) for --resume."""
+def _resumable(folder: Path) -> Path:
     found = existing(folder)
     if found is None:
         raise FileNotFoundError(f"--resume: no checkpoint in {folder}; run without --resume to start")
+    return found
+
+
+def settings(folder: Path) -> dict:
+    """The lesson, profile and config a run left in `folder`, without reading its weights and states."""
+    return json.loads((_resumable(folder) / "training_config.json").read_text())
+
+
+def load(folder: Path) -> Saved:
+    """Read the checkpoint a run left in `folder` (or its previous copy) for --resume."""
+    found = _resumable(folder)
     saved = json.loads((found / "training_config.json").read_text())
     state = torch.load(found / RESUME_FILE, map_location="cpu", weights_only=True)
     return Saved(folder=found, lesson=saved["lesson"], profile=saved["profile"], config=saved["config"],

@@ -53,25 +53,27 @@ def parser() -> argparse.ArgumentParser:
 
 
 def lesson_config(name: str, overrides: list[str], *, profile: str | None, resume: bool, out_dir: Path):
-    """(module, saved checkpoint or None, profile, config) of a lesson as the command line runs it."""
+    """(module, profile, config) of a lesson as the command line runs it; reads no weights."""
     from training import checkpoint
 
     module = lesson_module(name)
     # --resume: the saved run's profile and settings, then any override given now (e.g. more --epochs).
-    saved = checkpoint.load(out_dir / name) if resume else None
-    profile = saved.profile if saved is not None else profile or "cpu"
+    saved = checkpoint.settings(out_dir / name) if resume else None
+    profile = saved["profile"] if saved is not None else profile or "cpu"
     config = make_config(module.Config, module.PROFILES[profile], overrides,
-                         base=saved.config if saved is not None else None)
-    return module, saved, profile, config
+                         base=saved["config"] if saved is not None else None)
+    return module, profile, config
 
 
 def make_run(name: str, overrides: list[str], *, profile: str | None, data_dir: Path, out_dir: Path,
              resume: bool = False, mixed_precision: str | None = None, tracker: str | None = None,
              on_progress=None):
     """The lesson module and its Run, built as the command line builds them (the playground Space too)."""
+    from training import checkpoint
     from training.run import Run, make_accelerator
 
-    module, saved, profile, config = lesson_config(name, overrides, profile=profile, resume=resume, out_dir=out_dir)
+    module, profile, config = lesson_config(name, overrides, profile=profile, resume=resume, out_dir=out_dir)
+    saved = checkpoint.load(out_dir / name) if resume else None  # the weights and states, read once
     accelerator = make_accelerator(mixed_precision, tracker, out_dir)
     run = Run(name, module.TASK, config, profile, data_dir, out_dir, accelerator, saved=saved,
               on_progress=on_progress)
@@ -99,7 +101,7 @@ def check_data(plan: dict[str, list[str]], args) -> None:
     problems: dict[str, str | None] = {}
     for name, overrides in plan.items():
         try:
-            module, _, _, config = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
+            module, _, config = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
                                                  out_dir=args.out_dir)
         except FileNotFoundError:  # nothing to --resume: the lesson itself says so
             continue
