@@ -102,7 +102,7 @@ def check_data(plan: dict[str, list[str]], args) -> None:
     for name, overrides in plan.items():
         try:
             module, _, config = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
-                                                 out_dir=args.out_dir)
+                                              out_dir=args.out_dir)
         except FileNotFoundError:  # nothing to --resume: the lesson itself says so
             continue
         dataset = module.TASK.get("dataset")
