@@ -41,8 +41,9 @@ kept the game balanced but stalled at SWD about 70 with washed-out colours.
 
 Expect: cpu profile, on a 2-core Intel Xeon (AMX) with `--mixed-precision bf16`, one thread,
 the other core busy with another training run: eyes, hair and face shapes from epoch 3, SWD of
-the averaged generator 93.3, 76.7, 46.8, 34.5 after epochs 1-4, below 34 from epoch 10 (32.8) and 25.0
-after epoch 21; 86 s of training per epoch (1,671 s for 20 epochs). The old cpu profile (width
+the averaged generator 93.3, 76.7, 46.8, 34.5 after epochs 1-4, below 34 from epoch 10 (32.8) and 25.8
+after the profile's 20 epochs; 86 s of training per epoch (1,671 s for 20 epochs). Alone on both cores
+one epoch took 84.6 s in bf16 and 144.7 s in fp32 (`--epochs=1`). The old cpu profile (width
 32, 5 epochs, no augmentation) ended at SWD 68.5 (floor 7.7). Course profile (one GPU, all 63,565
 faces, 25 epochs, width 64, no augmentation or averaging): the course's recipe and results.
 """
