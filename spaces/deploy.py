@@ -200,7 +200,7 @@ def upload(space: str, repo_id: str, private: bool | None = None, weights_org: s
                                  description=f"read token for {', '.join(private_models)} (spaces/deploy.py)")
         # "*" with every file of the folder uploaded: the repo ends up holding exactly the folder
         # (upload_folder never deletes .gitattributes, which holds the Hub's LFS rules). One commit:
-        # a staged Space is about 50 small files, and upload_folder splits only past 256 files.
+        # a staged Space is about 50 small files; upload_folder splits only past a couple of hundred.
         info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="space", delete_patterns="*",
                                  commit_message=f"Deploy the {space} Space from zero-to-gans")
     return info.commit_url
