@@ -160,11 +160,11 @@ def point_at(readme: Path, org: str, preload: set[str]) -> None:
 class ReadTokenNeeded(SystemExit):
     """Spaces would read private model repos and no read token was given for their secret."""
 
-    def __init__(self, spaces: str, private: list[str]):
+    def __init__(self, spaces: str, private: list[str], kept: str):
         self.private = private
         super().__init__(f"error: {', '.join(private)} {'is' if len(private) == 1 else 'are'} private, so {spaces} "
-                         "needs a read token as its HF_TOKEN secret to load them; nothing was uploaded. Create a "
-                         f"read token at https://huggingface.co/settings/tokens and run again with it in ${READ_TOKEN_VAR}")
+                         f"needs a read token as its HF_TOKEN secret to load them; {kept}. Create a read token at "
+                         f"https://huggingface.co/settings/tokens and run again with it in ${READ_TOKEN_VAR}")
 
 
 def check_read_token(api, token: str) -> None:
@@ -190,7 +190,7 @@ def upload(space: str, repo_id: str, private: bool | None = None, weights_org: s
     private_models = [repo for repo in found if api.repo_info(repo, repo_type="model").private]
     if private_models:
         if not read_token:
-            raise ReadTokenNeeded(f"the Space {repo_id}", private_models)
+            raise ReadTokenNeeded(f"the Space {repo_id}", private_models, f"{repo_id} was not uploaded")
         check_read_token(api, read_token)
     with tempfile.TemporaryDirectory(prefix=f"space-{space}-") as tmp:
         folder = stage(space, Path(tmp) / space, weights_org, preload=set(found) - set(private_models))
@@ -234,7 +234,8 @@ def publish(org: str, checkpoints: Path, private: bool | None = None, read_token
         raise SystemExit(f"error: no finished checkpoint under {checkpoints}/; train first (make train-all)")
     check_can_publish(f"{org}/{folders[0].name}")  # no token: stop before anything is uploaded
     if private and not read_token:
-        raise ReadTokenNeeded(f"each Space of {org}", [f"{org}/{folder.name}" for folder in folders])
+        raise ReadTokenNeeded(f"each Space of {org}", [f"{org}/{folder.name}" for folder in folders],
+                              "nothing was uploaded")
     urls = {}
     for folder in folders:
         urls[f"{org}/{folder.name}"] = push_checkpoint(folder, f"{org}/{folder.name}", private=private)

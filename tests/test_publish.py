@@ -119,7 +119,7 @@ def test_spaces_reading_private_repos_get_a_read_token_secret_or_nothing_is_uplo
         deploy.main(["upload", "digits", "acme/sketchpad", "--weights-org", "acme", "--private"])
     message = str(refused.value.code)
     assert "acme/mnist-cnn, acme/mnist-mlp, acme/mnist-logistic are private" in message
-    assert "nothing was uploaded" in message and message.endswith(
+    assert "acme/sketchpad was not uploaded" in message and message.endswith(
         "ZTG_SPACE_READ_TOKEN=<your read token> python spaces/deploy.py upload digits acme/sketchpad "
         "--weights-org acme --private")
     api.create_repo.assert_not_called()
@@ -155,7 +155,7 @@ def finished(tmp_path_factory) -> Path:
 def test_publish_pushes_each_finished_checkpoint_then_every_space(monkeypatch, finished):
     api = fake_api(monkeypatch, private={"acme/mnist-cnn"})
     sent = uploaded(api)
-    with pytest.raises(SystemExit, match="private, so each Space of acme needs a read token"):
+    with pytest.raises(SystemExit, match="private, so each Space of acme needs a read token .*; nothing was uploaded"):
         deploy.publish("acme", finished, private=True)
     api.create_repo.assert_not_called()  # refused before anything was pushed
     deploy.publish("acme", finished, private=True, read_token="hf_READtoken1234567890abcdefghijkl")
