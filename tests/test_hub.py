@@ -233,7 +233,7 @@ def test_cards_say_task_dataset_and_library_as_the_hub_reads_them(tmp_path):
         assert card.data.datasets == ([hub_id] if hub_id else None), lesson
         assert (card.data.library_name, card.data.license) == (mixin.library_name, mixin.license)
         assert set(mixin.tags) <= set(card.data.tags)
-        # Links only to places that exist: the code, and the Hub page of the card's own dataset.
+        # Links to nothing but the code (CODE_URL) and the Hub page of the card's own dataset.
         links = set(re.findall(r"https?://[^\s)\"]+", card.text))
         assert links <= {CODE_URL, f"https://huggingface.co/datasets/{hub_id}"}, (lesson, links)
 
