@@ -13,8 +13,9 @@ shortest example):
    A string setting with fixed choices is a `Literal[...]`; the parser checks it.
 2. `TASK`, what the model card says: task type (the Hub's pipeline tag unless `pipeline_tag`
    says otherwise), dataset (a Hub dataset id such as `ylecun/mnist` where the data is on the
-   Hub, else a plain name; `cli.check_data` checks it is on disk or downloadable before any
-   training), metrics, summary.
+   Hub, else a plain name that the card names in its text only; `cli.check_data` checks it is
+   on disk or downloadable before any training), metrics, summary. A data loader may add which
+   copy it read (`dataset_copy`, and `dataset_original=False` for a lossy one: training.card).
 3. `train(run)`, the loop, top to bottom. `cli.run_lesson` builds the config, the
    Accelerator and the `Run` (with `checkpoint.load(folder)` on --resume) and calls it.
    Inside, in this order:
