@@ -43,26 +43,27 @@ import torch.nn.functional as F
 from shared.models import build_model
 from shared.preprocessing import normalize_images
 from training.augment import random_crop_flip
+from training.config import Count, Fraction, NonNegative, Positive, Seed
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
-from training.image_folder import BadDataset, channel_stats, folder_splits
+from training.image_folder import BadDataset, channel_stats, data_problem, folder_splits
 
 
 @dataclass
 class Config:
-    image_size: int = 64  # every image becomes its central square at image_size x image_size
+    image_size: Count = 64  # every image becomes its central square at image_size x image_size
     classes: list[str] = field(default_factory=list)  # train on these class folders only (default: all)
-    width: int = 64  # channels of the first convolution; 64 is the course's ResNet9
-    epochs: int = 8
-    batch_size: int = 400
-    max_lr: float = 0.01  # peak of the one-cycle schedule
-    weight_decay: float = 1e-4
-    grad_clip: float = 0.1  # every gradient element is clipped to [-0.1, 0.1]
-    dropout: float = 0.2
+    width: Count = 64  # channels of the first convolution; 64 is the course's ResNet9
+    epochs: Count = 8
+    batch_size: Count = 400
+    max_lr: Positive = 0.01  # peak of the one-cycle schedule
+    weight_decay: NonNegative = 1e-4
+    grad_clip: Positive = 0.1  # every gradient element is clipped to [-0.1, 0.1]
+    dropout: Fraction = 0.2
     augment: bool = True  # random crops of the reflect-padded image, random mirroring
-    val_fraction: float = 0.1  # of each class, when there is no val/ folder
-    test_fraction: float = 0.1  # of each class, when there is no test/ folder
+    val_fraction: Fraction = 0.1  # of each class, when there is no val/ folder
+    test_fraction: Fraction = 0.1  # of each class, when there is no test/ folder
     synthetic_data: bool = False  # tiny generated data instead of the folder (the smoke profile's)
-    seed: int = 0
+    seed: Seed = 0
 
 
 PROFILES = {
@@ -76,6 +77,7 @@ TASK = dict(type="image-classification", dataset="imagefolder", dataset_name="an
             summary="ResNet9 trained from scratch on an image-classification folder with lesson 5's recipe "
                     "(augmentation, one-cycle learning rate): the course project of Zero to GANs. "
                     "config.json holds the class names, the image size and the input statistics.")
+DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
 
 
 def train(run):
