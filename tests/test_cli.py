@@ -88,3 +88,78 @@ def test_all_runs_every_lesson_in_course_order(tmp_path):
         assert (tmp_path / lesson / "model.safetensors").is_file()
     assert run_training("all", "--profile", "smoke", "--out-dir", str(tmp_path), "--no_such=1",
                         check=False).returncode == 2
+
+
+def test_every_number_a_lesson_takes_has_its_range():
+    import dataclasses
+    import typing
+
+    from training.cli import lesson_module
+    from training.config import field_ranges, field_types
+
+    for name in LESSONS:
+        config = lesson_module(name).Config
+        ranges = field_ranges(config)
+        for field in dataclasses.fields(config):
+            kind = field_types(config)[field.name]
+            item = typing.get_args(kind)[0] if typing.get_origin(kind) in (list, tuple) else kind
+            if item in (int, float):
+                assert field.name in ranges, f"{name}: --{field.name} has no valid range"
+
+
+@pytest.mark.parametrize("lesson, setting, message", [
+    ("mnist-logistic", "--epochs=-3", "--epochs must be at least 1; got -3"),
+    ("cifar10-resnet9", "--batch_size=0", "--batch_size must be at least 1; got 0"),
+    ("mnist-mlp", "--lr=0", "--lr must be above 0; got 0"),
+    ("cifar10-cnn", "--hidden_sizes=64,0", "--hidden_sizes must be at least 1 for each value; got 64,0"),
+    ("image-folder", "--val_fraction=1.5", "--val_fraction must be from 0 to 1; got 1.5"),
+    ("anime-dcgan", "--lr=nan", "--lr must be a finite number"),
+])
+def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsys, lesson, setting, message):
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([lesson, setting, "--data-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err
+    assert "not found" not in err and "Traceback" not in err
+    assert not (tmp_path / lesson).exists()
+
+
+def test_all_checks_each_lessons_data_in_the_torchvision_layout_before_training(tmp_path, monkeypatch):
+    """A data folder with CIFAR-10 as torchvision's batches (made tiny: only the layout is checked
+    up front) satisfies the CIFAR-10 lessons and image-folder, which takes its example from it."""
+    from training import mnist
+    from training.cli import check_data, parser
+    from training.data import DataNotFound
+
+    monkeypatch.setattr(mnist, "unreachable", lambda url: "URLError: offline")
+    data = tmp_path / "data"
+    (data / "cifar-10-batches-py").mkdir(parents=True)
+    for name in ("data_batch_1", "test_batch", "batches.meta"):
+        (data / "cifar-10-batches-py" / name).write_bytes(b"tiny")
+    args = parser().parse_args(["all", "--data-dir", str(data), "--out-dir", str(tmp_path / "out")])
+    cifar_and_project = ["cifar10-mlp", "cifar10-cnn", "cifar10-resnet9", "cifar10-airbench", "image-folder"]
+    check_data({name: [] for name in cifar_and_project}, args)  # nothing missing
+    with pytest.raises(DataNotFound) as missing:
+        check_data({name: [] for name in LESSONS}, args)
+    assert "MNIST not found" in str(missing.value) and "CIFAR-10" not in str(missing.value)
+
+
+def test_image_folder_takes_its_course_example_from_cifar10_tensors():
+    import torch
+
+    from training.cifar10 import CLASSES
+    from training.data import TensorData
+    from training.image_folder import course_example
+
+    labels = torch.arange(200) % 10
+    images = (labels * 25).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 32, 32).contiguous()
+    data = course_example(TensorData(images, labels), TensorData(images[:50], labels[:50]),
+                          ["dog", "airplane", "cat"], 64, 0.1, seed=0)
+    assert data.class_names == ["airplane", "cat", "dog"]
+    assert data.train.inputs.shape[1:] == (3, 64, 64) and data.train.inputs.dtype == torch.uint8
+    assert len(data.train) + len(data.val) == 60 and len(data.test) == 15 and len(data.val) == 6
+    for split in (data.train, data.val, data.test):  # each image keeps its class's grey level
+        shade = {0: CLASSES.index("airplane") * 25, 1: CLASSES.index("cat") * 25, 2: CLASSES.index("dog") * 25}
+        assert all(int(image[0, 0, 0]) == shade[int(label)] for image, label in zip(split.inputs, split.labels))

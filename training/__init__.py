@@ -10,12 +10,16 @@ shortest example):
 1. `Config`, a dataclass of every hyperparameter, and `PROFILES = {"smoke": ..., "cpu": ...,
    "course": ...}`, each a dict of fields to change. Profiles are only data: `smoke` sets
    `synthetic_data=True` and small sizes, and every field can be changed with `--key=value`.
-   A string setting with fixed choices is a `Literal[...]`; the parser checks it.
+   A string setting with fixed choices is a `Literal[...]`; a number's type says its valid
+   range (`epochs: Count`, `lr: Positive`, `dropout: Fraction`, see training/config.py). The
+   parser checks both before any data is read.
 2. `TASK`, what the model card says: task type (the Hub's pipeline tag unless `pipeline_tag`
    says otherwise), dataset (a Hub dataset id such as `ylecun/mnist` where the data is on the
-   Hub, else a plain name that the card names in its text only; `cli.check_data` checks it is
-   on disk or downloadable before any training), metrics, summary. A data loader may add which
-   copy it read (`dataset_copy`, and `dataset_original=False` for a lossy one: training.card).
+   Hub, else a plain name that the card names in its text only), metrics, summary. A data
+   loader may add which copy it read (`dataset_copy`, and `dataset_original=False` for a lossy
+   one: training.card). And `DATA`, the dataset's check (None when it is on disk or
+   downloadable, else what to do), which `cli.check_data` runs for every lesson before the
+   first one trains. A lesson that brings its own data has no `DATA`.
 3. `train(run)`, the loop, top to bottom. `cli.run_lesson` builds the config, the
    Accelerator and the `Run` (with `checkpoint.load(folder)` on --resume) and calls it.
    Inside, in this order:

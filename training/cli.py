@@ -89,25 +89,22 @@ def repo_id_of(name: str, args) -> str:
 
 
 def check_data(plan: dict[str, list[str]], args) -> None:
-    """Before any lesson trains, every dataset the run reads is on disk or downloadable now.
+    """Before any lesson trains, every lesson's settings are valid and the data it reads is on disk
+    or downloadable now (each lesson's `DATA` check; a lesson without one brings its data).
 
     A dataset missing offline then stops `all` in its first seconds instead of at the lesson
     that needs it; nothing is decoded or downloaded here (a HEAD request per missing dataset).
     """
-    from training import anime_faces, cifar10, mnist, tabular
-
-    checks = {"ylecun/mnist": mnist.data_problem, "uoft-cs/cifar10": cifar10.data_problem,
-              "insurance": tabular.data_problem, anime_faces.HUB_DATASET: anime_faces.data_problem}
-    problems: dict[str, str | None] = {}
+    problems: dict[object, str | None] = {}  # one check per dataset, however many lessons read it
     for name, overrides in plan.items():
         try:
             module, _, config = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
                                               out_dir=args.out_dir)
         except FileNotFoundError:  # nothing to --resume: the lesson itself says so
             continue
-        dataset = module.TASK.get("dataset")
-        if not getattr(config, "synthetic_data", False) and dataset in checks and dataset not in problems:
-            problems[dataset] = checks[dataset](args.data_dir)
+        check = getattr(module, "DATA", None)
+        if check is not None and not getattr(config, "synthetic_data", False) and check not in problems:
+            problems[check] = check(args.data_dir)
     missing = [problem for problem in problems.values() if problem]
     if missing:
         raise DataNotFound("\n\n".join(missing) + "\n\nNothing was trained.")

@@ -41,19 +41,20 @@ import torch.nn.functional as F
 
 from shared.models import MODELS, build_model
 from shared.models.tabular import INSURANCE_FEATURES, encode
+from training.config import Count, Fraction, Positive, Seed
 from training.data import TensorData, random_split
-from training.tabular import customize, load_insurance, synthetic_rows
+from training.tabular import customize, data_problem, load_insurance, synthetic_rows
 
 
 @dataclass
 class Config:
     customize: str = ""  # your name (at least 4 letters), as the assignment asks; empty: the data as it is
-    epochs: int = 100  # in all, split evenly over the learning rates
-    lrs: list[float] = field(default_factory=lambda: [0.3, 0.1, 0.03, 0.01])
-    batch_size: int = 64
-    val_fraction: float = 0.15
+    epochs: Count = 100  # in all, split evenly over the learning rates
+    lrs: list[Positive] = field(default_factory=lambda: [0.3, 0.1, 0.03, 0.01])
+    batch_size: Count = 64
+    val_fraction: Fraction = 0.15
     synthetic_data: bool = False  # made-up rows in the same columns instead of insurance.csv
-    seed: int = 42
+    seed: Seed = 42
 
 
 # The assignment leaves epochs, learning rates and batch size to the learner: course = cpu.
@@ -76,6 +77,7 @@ TASK = dict(
             "(`shared.models.tabular.encode`). Trained with the L1 loss; compared with the "
             "least-squares solution on the same 85/15 split.",
 )
+DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
 
 
 def load_rows(run) -> tuple[list[str], TensorData, TensorData]:

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from shared.models import build_model
+from training.config import Count, Positive, Seed
 
 # Temperature (F), rainfall (mm), humidity (%) -> apples, oranges (tons per hectare).
 INPUTS = [[73, 67, 43], [91, 88, 64], [87, 134, 58], [102, 43, 37], [69, 96, 70],
@@ -41,11 +42,11 @@ NEW_REGION = [75.0, 63.0, 44.0]
 
 @dataclass
 class Config:
-    scratch_epochs: int = 100  # part 1: gradient descent by hand
-    epochs: int = 100  # part 2: nn.Linear + DataLoader
-    lr: float = 1e-5
-    batch_size: int = 5
-    seed: int = 42
+    scratch_epochs: Count = 100  # part 1: gradient descent by hand
+    epochs: Count = 100  # part 2: nn.Linear + DataLoader
+    lr: Positive = 1e-5
+    batch_size: Count = 5
+    seed: Seed = 42
 
 
 PROFILES = {"smoke": dict(scratch_epochs=5, epochs=5), "cpu": dict(), "course": dict()}

@@ -38,25 +38,26 @@ import torch.nn.functional as F
 from shared.models import build_model
 from shared.models.gan import from_pixels
 from training.averaging import decay_at, update_average
+from training.config import Count, Decay, Positive, Seed
 from training.gan import fixed_latents, generate, step_latents
 from training.gan_metrics import SlicedWasserstein, fid
-from training.mnist import load_mnist, synthetic_digits
+from training.mnist import data_problem, load_mnist, synthetic_digits
 from training.plots import image_grid, timelapse
 
 
 @dataclass
 class Config:
-    latent_dim: int = 64
-    hidden_size: int = 256
-    epochs: int = 12
-    batch_size: int = 100
-    lr: float = 5e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    average_decay: float = 0.0  # > 0: publish and measure a moving average of the generator's weights
-    swd_images: int = 2048  # generated vs MNIST test digits for the per-epoch SWD
-    fid_images: int = 2048
+    latent_dim: Count = 64
+    hidden_size: Count = 256
+    epochs: Count = 12
+    batch_size: Count = 100
+    lr: Positive = 5e-4
+    betas: list[Decay] = field(default_factory=lambda: [0.5, 0.999])
+    average_decay: Decay = 0.0  # > 0: publish and measure a moving average of the generator's weights
+    swd_images: Count = 2048  # generated vs MNIST test digits for the per-epoch SWD
+    fid_images: Count = 2048
     synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
-    seed: int = 0
+    seed: Seed = 0
 
 
 PROFILES = {
@@ -73,6 +74,7 @@ TASK = dict(type="unconditional-image-generation", dataset="ylecun/mnist", datas
             metrics={"swd": "Sliced Wasserstein distance x1e3 (lower is better)", "fid": "FID"},
             summary="Fully connected GAN that draws MNIST digits: lesson 6 of Zero to GANs. "
                     "The generator maps 64 standard normal numbers to a 28x28 digit in [-1, 1].")
+DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
 
 
 def train(run):
