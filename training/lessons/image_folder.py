@@ -31,6 +31,9 @@ held out for validation) and test/ (3,000): 86.50% test accuracy (airplanes 96.5
 errors are cats and dogs taken for each other), the same in two runs; 608 s of training
 (221 img/s) on a 2-core AMD EPYC shared with other jobs (load average 5-6), 11 minutes in all
 with the decoding cached. Course profile: not measured (no GPU).
+A folder of a few hundred photos trains at least --min_steps=300 steps instead (more epochs):
+airplane vs automobile from 100 photos each, 91.0% (53.0% with the ten steps of ten epochs);
+cat vs dog, 60.0% (48.0%). See the README.
 """
 
 from __future__ import annotations
