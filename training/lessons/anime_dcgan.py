@@ -117,11 +117,11 @@ def train(run):
         generator, discriminator = (m.to(memory_format=torch.channels_last) for m in (generator, discriminator))
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=tuple(cfg.betas))
-    average = copy.deepcopy(generator) if cfg.average_decay else None
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
-    generator, average, discriminator, optimizer_g, optimizer_d = run.prepare(
-        generator=generator, generator_average=average, discriminator=discriminator,
-        optimizer_g=optimizer_g, optimizer_d=optimizer_d,
+    # The average is never trained, so Accelerate does not wrap it: it is only kept (on the device, saved).
+    average = run.keep(generator_average=copy.deepcopy(generator) if cfg.average_decay else None)
+    generator, discriminator, optimizer_g, optimizer_d = run.prepare(
+        generator=generator, discriminator=discriminator, optimizer_g=optimizer_g, optimizer_d=optimizer_d,
         publish="generator" if average is None else "generator_average")
     published = average if average is not None else generator  # what the grids, SWD and the Space see
 

@@ -201,8 +201,8 @@ def train(run):
         lambda step: triangle(step, steps), lambda step: triangle(step, steps)])
     run.add_file("learning_rate.png", learning_rate_figure(
         [triangle(s, steps) for s in range(steps)], "cifar10-airbench: learning rate (share of the peak)"))
-    model, slow, optimizer, scheduler = run.prepare(
-        model=model, slow=slow, optimizer=optimizer, scheduler=scheduler, publish="model")
+    slow = run.keep(slow=slow)  # never trained by a gradient: not prepared
+    model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler, publish="model")
     unwrap = run.accelerator.unwrap_model
     checked = "val" if cfg.val_size else "test"
 

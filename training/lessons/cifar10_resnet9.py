@@ -119,11 +119,10 @@ def train(run):
     scheduler = one_cycle(optimizer, cfg.max_lr, steps)
     run.add_file("learning_rate.png", learning_rate_figure(
         schedule(lambda opt: one_cycle(opt, cfg.max_lr, steps), steps), "cifar10-resnet9: one-cycle learning rate"))
-    average = copy.deepcopy(model) if cfg.fast else None
     # With --fast the average is what gets published; the raw weights go to model/ for --resume.
-    model, average, optimizer, scheduler = run.prepare(
-        model=model, average=average, optimizer=optimizer, scheduler=scheduler,
-        publish="average" if cfg.fast else "model")
+    average = run.keep(average=copy.deepcopy(model) if cfg.fast else None)  # never trained: not prepared
+    model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler,
+                                              publish="average" if cfg.fast else "model")
     smoothing = cfg.label_smoothing if cfg.fast else 0.0
     checked = "val" if cfg.val_size else "test"  # what the per-epoch metrics are named after
     unwrap = run.accelerator.unwrap_model
