@@ -54,7 +54,7 @@ class Reference:
     metric: str  # a key of metrics.json
     value: float
     spread: float
-    seconds: float  # the training time measured with `value` (train_seconds): the job's time estimate
+    seconds: float  # the README's time for it, the whole run where it says so, else train_seconds: `all`'s estimate
     profile: str = "cpu"  # only a run of this profile is compared
     measured_on: str = "2-core AMD EPYC, fp32"
     higher_is_better: bool = True
