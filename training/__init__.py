@@ -14,14 +14,18 @@ shortest example):
 2. `TASK`, what the model card says: task type (the Hub's pipeline tag unless `pipeline_tag`
    says otherwise), dataset (a Hub dataset id such as `ylecun/mnist` where the data is on the
    Hub, else a plain name; `cli.check_data` checks it is on disk or downloadable before any
-   training), metrics, summary.
+   training), metrics, summary. `REFERENCE`, a `training.report.Reference` (or None): the
+   README's measurement of the headline metric, which `all`'s results page compares a run of
+   the same profile with, and whose time `all` uses to estimate the time left.
 3. `train(run)`, the loop, top to bottom. `cli.run_lesson` builds the config, the
    Accelerator and the `Run` (with `checkpoint.load(folder)` on --resume) and calls it.
    Inside, in this order:
    - data: `mnist_splits(run)` / `cifar_splits(run)` / ... (uint8 tensors on the device);
    - `run.prepare(model=..., optimizer=..., scheduler=..., publish=NAME)`: Accelerate wraps
      them; on --resume they come back as they were saved. `publish` names the module that
-     the Hub and the Spaces load (not needed with one model);
+     the Hub and the Spaces load (not needed with one model). A moving average of the
+     weights, never trained by a gradient, goes to `run.keep(average=...)` first instead:
+     saved and restored the same way, not wrapped by Accelerate;
    - `for epoch in run.epochs():` then `for inputs, labels in run.batches(data, batch_size):`
      a step: forward, `run.accelerator.backward(loss)`, `optimizer.step()`, and
      `run.log_step(loss=loss)`; `run.global_step` counts batches over the whole run;
@@ -34,7 +38,8 @@ shortest example):
 A checkpoint flows one way: `Run.snapshot()` -> `checkpoint.save` -> folder ->
 `checkpoint.load` -> the next `Run`. Datasets have a module each (`mnist`, `cifar10`,
 `anime_faces`, `image_folder`), augmentation is in `augment`, evaluation in `evaluate`, figures in `plots`,
-GAN noise in `gan` and GAN metrics in `gan_metrics`.
+GAN noise in `gan` and GAN metrics in `gan_metrics`; what a person following a run reads (number
+formats, time left, the results page) in `report`.
 """
 
 import os
