@@ -1,6 +1,6 @@
 """The digit sketchpad in a real browser: Playwright drives Debian's Chromium, draws with the mouse
-(without touching the Brush button first), reads the prediction from the page and the ink from the
-canvas's pixels.
+(without touching the Brush button first), or with a finger on a phone's touch screen, reads the
+prediction from the page and the ink from the canvas's pixels.
 
 Screenshots go to artifacts/ (kept by CI); with ZTG_UPDATE_DOCS=1, or when it is missing,
 docs/digits-space.png (the README's picture) is rewritten too.
@@ -16,11 +16,12 @@ import time
 import pytest
 from conftest import find_datasets
 
-from harness.drawings import draw_on_canvas, drawing, ink, wait_for_sketchpad
+from harness.drawings import draw_on_canvas, draw_with_finger, drawing, ink, wait_for_sketchpad
 from harness.spaces import (
     ARTIFACTS,
     ROOT,
     HeldRequests,
+    assert_fits_the_width,
     random_weights,
     serve,
     stays_absent,
@@ -167,3 +168,21 @@ def test_photo_upload(page, tmp_path):
     page.locator("#digit-photo input[type=file]").set_input_files(str(path))
     assert prediction(page) == "7"
     screenshot(page, "digits-browser-photo.png")
+
+
+def test_on_a_phone_a_digit_started_at_the_canvas_edge_is_read(server, phone):
+    """Issue 21: at 390 x 844 the drawing square was 265 px inside a 324 x 518 px canvas, and a stroke
+    that started in the margin left no ink. Now the square is the canvas: a finger put down on the
+    canvas's last pixel row draws a 1 from there, the page reads it, and Clear is within reach."""
+    phone.goto(server.url)
+    canvas = wait_for_sketchpad(phone, "digit-canvas")
+    assert_fits_the_width(phone, "#digit-canvas", "#clear-button")
+    area = canvas.bounding_box()
+    assert area["width"] > 300 and area["y"] + area["height"] < 844  # the whole canvas on the screen
+    edge = 1 - 1.5 / area["height"]
+    draw_with_finger(phone, canvas, [(0.5, edge), (0.5, 0.1)])
+    assert prediction(phone) == "1"
+    assert ink(canvas, region=(0.4, 0.95, 0.6, 1.0)) > 0.1  # from where the finger landed
+    phone.locator("#clear-button").tap()
+    wait_until_cleared(phone, canvas)
+    screenshot(phone, "digits-phone-cleared.png")
