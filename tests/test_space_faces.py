@@ -26,6 +26,7 @@ from harness.spaces import (
     ARTIFACTS,
     ROOT,
     HeldRequests,
+    assert_fits_the_width,
     client,
     import_app,
     serve,
@@ -379,3 +380,19 @@ def test_clear_wins_over_a_generation_requested_before_it(server, browser):
         page.wait_for_function("() => document.querySelector('#message').innerText.includes('seed 4321')")
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_on_a_phone_generate_and_clear_fit_the_width(server, phone):
+    """At 390 x 844 with a touch screen Generate, Surprise me, Clear and the grid are reachable
+    without scrolling sideways, and a tap on Clear, then on Generate, does what a click does."""
+    phone.goto(server.url)
+    grid_source(phone, "faces-grid")
+    assert_fits_the_width(phone, "#generate", "#surprise", "#clear", "#faces-grid", "#seed", "#count")
+    phone.locator("#clear").tap()
+    phone.wait_for_selector("#faces-grid img", state="detached")
+    phone.locator("#generate").tap()
+    grid_source(phone, "faces-grid")
+    assert_fits_the_width(phone, "#faces-grid", "#download")
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "faces-phone.png"), full_page=True)
