@@ -1,7 +1,8 @@
 """The training playground Space: its real HTTP API through gradio_client (bounds, a streamed run,
 Stop, one run at a time, the ZIP), a server without MNIST, mnist-cnn end to end, the push path with
 the visitor's token (a stopped run too, signed in through Gradio's own session cookie), and a real
-browser.
+browser (a run watched and stopped; the canvas after its trash button and Clear; a phone's touch
+screen).
 
 Runs are short on purpose (1-2 epochs of mnist-logistic on real MNIST): those tests need the
 dataset cache and are skipped without it. The server without MNIST and the mnist-cnn run (on the
