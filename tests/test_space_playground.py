@@ -544,11 +544,11 @@ def test_the_canvas_draws_after_every_trash_and_every_clear(smoke_server, browse
         page.goto(smoke_server.url)
         canvas = wait_for_sketchpad(page, "try-canvas")
         for button in ['#try-canvas button[aria-label="Clear canvas"]'] * 5 + ["#clear-button"] * 5:
-            draw_on_canvas(page, canvas, "7", step_px=80)
+            draw_on_canvas(page, canvas, "1", step_px=120)  # a few moves: each waits for a software render
             until(lambda: ink(canvas) > 0.01, f"no ink from the stroke drawn before pressing {button}")
             page.locator(button).click()
             until(lambda: ink(canvas) == 0, f"{button} left ink on the canvas")
-        draw_on_canvas(page, canvas, "1", step_px=80)
+        draw_on_canvas(page, canvas, "1", step_px=120)
         until(lambda: ink(canvas) > 0.01, "no ink after the last Clear")
     finally:
         page.close()
