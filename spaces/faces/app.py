@@ -256,9 +256,8 @@ def unless_cleared(function):
         return answer
 
     # The API page names the parameters from this signature: the function's own, then the count.
-    parameters = list(inspect.signature(function).parameters.values())
-    event.__signature__ = inspect.Signature(
-        [*parameters, *(inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("cleared", "clears"))])
+    added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("cleared", "clears")]
+    event.__signature__ = inspect.Signature([*inspect.signature(function).parameters.values(), *added])
     return event
 
 
