@@ -3,14 +3,17 @@
 - `STROKES`: pen strokes of a few digits, in relative coordinates;
 - `drawing`, `png`, `huge_png_header`: those digits as images (as a browser or an API client
   sends them) and as file bytes, and a PNG too large to decode;
-- `draw_on_canvas`: the same strokes drawn with the mouse, through Playwright.
+- `draw_on_canvas`, `draw_with_finger`: the same strokes drawn with the mouse, or with a finger
+  on a touch screen, through Playwright; `ink`: how much of a canvas on the page is ink.
 """
 
 from __future__ import annotations
 
 import io
 import math
+from collections.abc import Callable
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 # Digits as pen strokes in relative coordinates (x, y in 0..1 of a square box), drawn the way
@@ -69,21 +72,14 @@ def huge_png_header(width: int = 20_000, height: int = 20_000) -> bytes:
 
 def draw_on_canvas(page, canvas, digit: str, box=(0.25, 0.15, 0.5, 0.7), step_px: float = 40,
                    strokes: slice = slice(None)) -> None:
-    """Draw `digit` (or only `strokes` of it) with the mouse on a Playwright `canvas` locator.
+    """Draw `digit` (or only `strokes` of it) with the mouse in `box` of the square centred in the
+    `canvas` locator (a sketchpad's own element, `#elem_id`: its drawing square fills it).
 
     The pointer moves about `step_px` screen pixels at a time (the brush joins the points): each
     move waits for a browser that renders the canvas in software, about half a second on a busy
     2-core machine, so fewer moves keep the test fast.
     """
-    area = canvas.bounding_box()
-    side = min(area["width"], area["height"])
-    left = area["x"] + (area["width"] - side) / 2
-    top = area["y"] + (area["height"] - side) / 2
-    bx, by, bw, bh = box
-
-    def at(x, y):
-        return left + (bx + x * bw) * side, top + (by + y * bh) * side
-
+    at = _square(canvas.bounding_box(), box)
     for stroke in STROKES[digit][strokes]:
         page.mouse.move(*at(*stroke[0]))
         page.mouse.down()
@@ -93,3 +89,63 @@ def draw_on_canvas(page, canvas, digit: str, box=(0.25, 0.15, 0.5, 0.7), step_px
             for i in range(1, steps + 1):
                 page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
         page.mouse.up()
+
+
+def _square(area: dict, box) -> Callable[[float, float], tuple[float, float]]:
+    """Relative (x, y) of a digit in `box` -> page coordinates in the square centred in `area`."""
+    side = min(area["width"], area["height"])
+    left = area["x"] + (area["width"] - side) / 2
+    top = area["y"] + (area["height"] - side) / 2
+    bx, by, bw, bh = box
+    return lambda x, y: (left + (bx + x * bw) * side, top + (by + y * bh) * side)
+
+
+def draw_with_finger(page, canvas, stroke: list[tuple[float, float]], step_px: float = 40) -> None:
+    """Draw one `stroke` (x, y in 0..1 of the square centred in the `canvas` locator) with a finger:
+    real touch events (touchstart, touchmove, touchend) through the Chrome DevTools protocol, as a
+    phone's screen sends them, in a context made with has_touch=True."""
+    at = _square(canvas.bounding_box(), (0, 0, 1, 1))
+    session = page.context.new_cdp_session(page)
+    try:
+        def touch(kind: str, x: float, y: float) -> None:
+            points = [] if kind == "touchEnd" else [{"x": x, "y": y, "radiusX": 4, "radiusY": 4, "force": 1}]
+            session.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
+
+        touch("touchStart", *at(*stroke[0]))
+        for start, end in zip(stroke, stroke[1:], strict=False):
+            (x0, y0), (x1, y1) = at(*start), at(*end)
+            steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step_px))
+            for i in range(1, steps + 1):
+                touch("touchMove", x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
+        touch("touchEnd", 0, 0)
+    finally:
+        session.detach()
+
+
+def ink(canvas, region=(0.15, 0.15, 0.85, 0.85)) -> float:
+    """The fraction of `region` (left, top, right, bottom as fractions of the square centred in the
+    `canvas` locator) that is ink (dark), read from the pixels the page shows.
+
+    The default region leaves out a border where the editor's toolbars and label float over the
+    drawing (their icons are dark too)."""
+    pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L"))
+    height, width = pixels.shape
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    x0, y0, x1, y1 = (round(f * side) for f in region)
+    return float((pixels[top + y0:top + y1, left + x0:left + x1] < 128).mean())
+
+
+def wait_for_sketchpad(page, elem_id: str):
+    """The locator of the sketchpad `#elem_id` once it is ready to draw on: its brush picked and its
+    drawing square filling the component (see `shared.sketchpad`)."""
+    canvas = page.locator(f"#{elem_id}")
+    page.wait_for_function(
+        """id => {
+          const block = document.getElementById(id);
+          const brush = block && block.querySelector('button[aria-label="Brush"]');
+          const box = block && block.getBoundingClientRect();
+          return brush && brush.classList.contains("highlight")
+            && box.width > 0 && Math.abs(box.width - box.height) < 2;
+        }""", arg=elem_id)
+    return canvas

@@ -6,7 +6,8 @@
 - `random_weights` / `trained_cnn`: model weights for an app, through its `ZTG_WEIGHTS_*` variables;
 - `import_app`, `client`, `editor_value`: an app imported in-process, a gradio_client for a served
   one, and what such a client sends to a Sketchpad;
-- `CHROMIUM`, `CHROMIUM_ARGS`, `HeldRequests`, `stays_absent`: Playwright driving Debian's Chromium.
+- `CHROMIUM`, `CHROMIUM_ARGS`, `HeldRequests`, `stays_absent`: Playwright driving Debian's Chromium;
+  `PHONE`, `assert_fits_the_width`: the same page on a phone's touch screen, without sideways scrolling.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
+# A 390 x 844 CSS-pixel phone with a touch screen: Playwright's new_context(**PHONE).
+PHONE = {"viewport": {"width": 390, "height": 844}, "has_touch": True, "is_mobile": True}
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -237,6 +240,20 @@ class HeldRequests:
         for route in self.routes:
             route.continue_()
         self.page.unroute(self.url, self._handle)
+
+
+def assert_fits_the_width(page, *selectors: str) -> None:
+    """The page scrolls only up and down, and every element of `selectors` lies within the
+    viewport's width: reachable without scrolling sideways."""
+    for selector in selectors:
+        page.locator(selector).wait_for()
+    widths = page.evaluate("""selectors => ({
+      page: document.scrollingElement.scrollWidth, viewport: window.innerWidth,
+      elements: selectors.map((s) => { const r = document.querySelector(s).getBoundingClientRect();
+                                       return [s, r.left, r.right, r.width]; })})""", list(selectors))
+    assert widths["page"] <= widths["viewport"], f"the page scrolls sideways: {widths}"
+    for selector, left, right, width in widths["elements"]:
+        assert width > 0 and left >= 0 and right <= widths["viewport"], f"{selector} is off the screen: {widths}"
 
 
 def stays_absent(page, selector: str, seconds: float) -> bool:

@@ -58,3 +58,15 @@ def browser():
         chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield chromium
         chromium.close()
+
+
+@pytest.fixture
+def phone(browser):
+    """A page of the browser above on a phone (`harness.spaces.PHONE`: 390 x 844, touch screen)."""
+    from harness.spaces import PHONE
+
+    context = browser.new_context(**PHONE)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    yield page
+    context.close()

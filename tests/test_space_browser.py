@@ -1,6 +1,6 @@
 """The digit sketchpad in a real browser: Playwright drives Debian's Chromium, draws with the mouse
-(without touching the Brush button first), reads the prediction from the page and the ink from the
-canvas's pixels.
+(without touching the Brush button first), or with a finger on a phone's touch screen, reads the
+prediction from the page and the ink from the canvas's pixels.
 
 Screenshots go to artifacts/ (kept by CI); with ZTG_UPDATE_DOCS=1, or when it is missing,
 docs/digits-space.png (the README's picture) is rewritten too.
@@ -8,22 +8,20 @@ docs/digits-space.png (the README's picture) is rewritten too.
 
 from __future__ import annotations
 
-import io
 import os
 import re
 import shutil
 import time
 
-import numpy as np
 import pytest
 from conftest import find_datasets
-from PIL import Image
 
-from harness.drawings import draw_on_canvas, drawing
+from harness.drawings import draw_on_canvas, draw_with_finger, drawing, ink, wait_for_sketchpad
 from harness.spaces import (
     ARTIFACTS,
     ROOT,
     HeldRequests,
+    assert_fits_the_width,
     random_weights,
     serve,
     stays_absent,
@@ -55,7 +53,7 @@ def page(server, browser):
     page = browser.new_page(viewport={"width": 1280, "height": 1000})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(server.url)
-    page.locator("#digit-canvas canvas").first.wait_for()
+    wait_for_sketchpad(page, "digit-canvas")
     yield page
     page.close()
 
@@ -71,21 +69,6 @@ def prediction(page, previous: str | None = None) -> str:
 
 def message(page) -> str:
     return page.locator("#message").inner_text()
-
-
-def ink(canvas) -> float:
-    """The fraction of the drawing area that is ink, read from the pixels the page shows.
-
-    The area is the square the brush draws on (centred in the canvas element), less a margin
-    where the editor's toolbars float over it.
-    """
-    pixels = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("L"))
-    height, width = pixels.shape
-    side = min(height, width)
-    top, left = (height - side) // 2, (width - side) // 2
-    margin = side // 10
-    area = pixels[top + margin:top + side - margin, left + margin:left + side - margin]
-    return float((area < 128).mean())
 
 
 def wait_until_cleared(page, canvas) -> None:
@@ -120,7 +103,7 @@ def test_draw_a_digit_without_selecting_the_brush(page):
     # The app selects the brush itself: Gradio 6.31's sketchpad starts with no tool selected.
     brush = page.locator('#digit-canvas button[aria-label="Brush"]')
     page.wait_for_function("el => el.classList.contains('highlight')", arg=brush.element_handle())
-    draw_on_canvas(page, page.locator("#digit-canvas canvas").first, "7")
+    draw_on_canvas(page, page.locator("#digit-canvas"), "7")
     assert prediction(page) == "7"
     assert "mnist-cnn" in message(page)
     assert page.locator("#model-input img").count() == 1  # the 28x28 input, enlarged
@@ -131,7 +114,7 @@ def test_draw_a_digit_without_selecting_the_brush(page):
 
 
 def test_prediction_follows_each_stroke(page):
-    canvas = page.locator("#digit-canvas canvas").first
+    canvas = page.locator("#digit-canvas")
     draw_on_canvas(page, canvas, "4", strokes=slice(0, 1))  # the first stroke of a 4: some guess
     first_guess = prediction(page)
     draw_on_canvas(page, canvas, "4", strokes=slice(1, None))  # the second stroke: now a 4
@@ -141,7 +124,7 @@ def test_prediction_follows_each_stroke(page):
 def test_every_clear_empties_the_canvas(page):
     """Issue 15: Clear emptied the canvas once per page, so later digits were drawn over old ones.
     No click on the brush anywhere: after every kind of clear, the next stroke draws at once."""
-    canvas = page.locator("#digit-canvas canvas").first
+    canvas = page.locator("#digit-canvas")
     clear(page, canvas)  # on the empty canvas first: this used to break every later Clear
     draw(page, canvas, "1")
     clear(page, canvas)
@@ -169,7 +152,7 @@ def test_every_clear_empties_the_canvas(page):
 
 
 def test_model_picker(page):
-    draw_on_canvas(page, page.locator("#digit-canvas canvas").first, "1", box=(0.3, 0.15, 0.4, 0.7))
+    draw_on_canvas(page, page.locator("#digit-canvas"), "1", box=(0.3, 0.15, 0.4, 0.7))
     assert prediction(page) == "1"
     page.get_by_label("mnist-logistic").check()
     page.wait_for_function("el => el.textContent.includes('mnist-logistic')",
@@ -185,3 +168,21 @@ def test_photo_upload(page, tmp_path):
     page.locator("#digit-photo input[type=file]").set_input_files(str(path))
     assert prediction(page) == "7"
     screenshot(page, "digits-browser-photo.png")
+
+
+def test_on_a_phone_a_digit_started_at_the_canvas_edge_is_read(server, phone):
+    """Issue 21: at 390 x 844 the drawing square was 265 px inside a 324 x 518 px canvas, and a stroke
+    that started in the margin left no ink. Now the square is the canvas: a finger put down on the
+    canvas's last pixel row draws a 1 from there, the page reads it, and Clear is within reach."""
+    phone.goto(server.url)
+    canvas = wait_for_sketchpad(phone, "digit-canvas")
+    assert_fits_the_width(phone, "#digit-canvas", "#clear-button")
+    area = canvas.bounding_box()
+    assert area["width"] > 300 and area["y"] + area["height"] < 844  # the whole canvas on the screen
+    edge = 1 - 1.5 / area["height"]
+    draw_with_finger(phone, canvas, [(0.5, edge), (0.5, 0.1)])
+    assert prediction(phone) == "1"
+    assert ink(canvas, region=(0.4, 0.95, 0.6, 1.0)) > 0.1  # from where the finger landed
+    phone.locator("#clear-button").tap()
+    wait_until_cleared(phone, canvas)
+    screenshot(phone, "digits-phone-cleared.png")

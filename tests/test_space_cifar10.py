@@ -26,6 +26,7 @@ from harness.drawings import huge_png_header, png
 from harness.spaces import (
     ROOT,
     HeldRequests,
+    assert_fits_the_width,
     client,
     import_app,
     random_weights,
@@ -384,3 +385,19 @@ def test_upload_in_a_browser(server, browser, tmp_path):
     page.locator("#photo input[type=file]").set_input_files(str(tmp_path / "photo.jpg"))  # the same photo again
     page.wait_for_function("el => el.textContent.includes('by cifar10-cnn')", arg=message.element_handle())
     page.close()
+
+
+@pytest.mark.browser
+def test_on_a_phone_upload_and_prediction_fit_the_width(server, phone, tmp_path):
+    """At 390 x 844 with a touch screen the photo box, the model picker and the prediction are
+    reachable without scrolling sideways, before and after a photo is classified."""
+    photo().save(tmp_path / "photo.jpg", quality=90)
+    phone.goto(server.url)
+    assert_fits_the_width(phone, "#photo", "#model-picker", "#prediction")
+    phone.locator("#photo input[type=file]").set_input_files(str(tmp_path / "photo.jpg"))
+    phone.wait_for_function("() => document.querySelector('#message').innerText.includes('by cifar10-airbench')")
+    assert_fits_the_width(phone, "#photo", "#model-picker", "#prediction", "#model-input", "#saliency")
+    phone.get_by_label("cifar10-mlp").tap()
+    phone.wait_for_function("() => document.querySelector('#message').innerText.includes('by cifar10-mlp')")
+    (ROOT / "artifacts").mkdir(exist_ok=True)
+    phone.screenshot(path=str(ROOT / "artifacts" / "cifar10-phone.png"), full_page=True)

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -281,3 +283,21 @@ def test_concurrent_clients(server, files):
 
 def test_bad_input_leaves_no_traceback_in_the_log(server):
     assert "Traceback" not in server.log()
+
+
+def test_the_sketchpad_helper_builds_nothing_on_import_and_scopes_its_css():
+    """shared/sketchpad.py, which every canvas uses: importing it loads no Gradio; its CSS and
+    JavaScript name only the sketchpad they are for; an id that is no plain CSS name is refused."""
+    check = "import sys, shared.sketchpad; assert 'gradio' not in sys.modules"
+    subprocess.run([sys.executable, "-c", check], cwd=ROOT, check=True)
+    from shared import sketchpad
+
+    css = sketchpad.css("digit-canvas", 560)
+    assert all(line.startswith("#digit-canvas") for line in css.splitlines())
+    assert "min(100%, 560px)" in css and f"-{sketchpad.EDITOR_MARGIN_PX}px" in css
+    with gr.Blocks():
+        canvas = sketchpad.build("try-canvas", label="Draw", side=420)
+    assert canvas.canvas_size == (420, 420) and "#try-canvas button" in sketchpad.page_js(canvas)
+    assert "#try-canvas button" in sketchpad.drop_cleared_drawing_js(canvas)
+    with pytest.raises(ValueError, match="plain CSS identifier"):
+        sketchpad.css("x] body {", 560)

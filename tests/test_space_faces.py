@@ -22,7 +22,17 @@ from conftest import train
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from harness.spaces import ARTIFACTS, ROOT, client, import_app, serve, staged_space, stays_absent
+from harness.spaces import (
+    ARTIFACTS,
+    ROOT,
+    HeldRequests,
+    assert_fits_the_width,
+    client,
+    import_app,
+    serve,
+    staged_space,
+    stays_absent,
+)
 from shared import serving
 
 APP = ROOT / "spaces" / "faces" / "app.py"
@@ -129,6 +139,26 @@ def test_timeline_shows_each_epoch(app, weights):
         assert f"epoch **{epoch}** of 2" in message
     with pytest.raises(gr.Error, match="epoch must be a whole number from 0 to 2"):
         app.timeline("anime-dcgan", 3)
+
+
+def test_an_answer_to_a_request_made_before_a_clear_changes_nothing(app):
+    """What the page's events do (`unless_cleared`): the faces, unless the page's Clear was pressed
+    after the request was made, whether the server heard of that Clear before the generation began
+    or while it ran (it reads the count when the faces are made)."""
+    clears = app.Clears()
+    generate = app.unless_cleared(app.faces)
+    assert generate("mnist-gan", 7, 4, 0, clears)[0]  # no Clear yet: the faces
+    assert app.clear(1, clears) == (None, None, "")  # the page's first Clear
+    assert generate("mnist-gan", 7, 4, 0, clears) == (gr.skip(),) * 3  # requested before it
+    assert generate("mnist-gan", 7, 4, 1, clears)[0]  # requested after it
+    assert generate("mnist-gan", 7, 4, None, clears) == (gr.skip(),) * 3  # an API client's count: 0
+
+    def made_while_cleared(model_name, seed, count):
+        answer = app.faces(model_name, seed, count)
+        app.clear(2, clears)  # the page's second Clear reaches the server while the faces are made
+        return answer
+
+    assert app.unless_cleared(made_while_cleared)("mnist-gan", 7, 4, 1, clears) == (gr.skip(),) * 3
 
 
 @pytest.mark.parametrize(("call", "expected"), [
@@ -319,3 +349,50 @@ def test_in_a_browser(server, browser):
         page.screenshot(path=str(ARTIFACTS / "faces-space.png"), full_page=True)
     finally:
         page.close()
+
+
+@pytest.mark.browser
+def test_clear_wins_over_a_generation_requested_before_it(server, browser):
+    """Issue 21: a Clear pressed while a generation is on its way must not be undone when that
+    generation lands. The Generate request is held in the browser (as on a slow connection) until
+    Clear has emptied the page; then it goes out, the server makes its faces, and the page stays
+    empty. A Generate after the Clear fills the page again."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.set_default_timeout(TIMEOUT_MS)
+    try:
+        page.goto(server.url)
+        grid_source(page, "faces-grid")
+        held = HeldRequests(page, "**/gradio_api/queue/join*", lambda request: "4321" in (request.post_data or ""))
+        seed = page.locator("#seed input[type=number]")
+        seed.fill("4321")
+        page.locator("#generate").click()
+        while not held.routes:
+            page.wait_for_timeout(100)
+        page.locator("#clear").click()
+        page.wait_for_selector("#faces-grid img", state="detached")
+        with page.expect_response(lambda response: "queue/join" in response.url and "4321" in response.request.post_data):
+            held.release()  # the generation reaches the server only now, after the Clear
+        # Before the fix the faces were back well within this (smoke generators: well under a second).
+        assert stays_absent(page, "#faces-grid img", seconds=5), "the faces requested before Clear came after it"
+        assert not page.locator("#message").inner_text()
+        page.locator("#generate").click()
+        grid_source(page, "faces-grid")
+        page.wait_for_function("() => document.querySelector('#message').innerText.includes('seed 4321')")
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_on_a_phone_generate_and_clear_fit_the_width(server, phone):
+    """At 390 x 844 with a touch screen Generate, Surprise me, Clear and the grid are reachable
+    without scrolling sideways, and a tap on Clear, then on Generate, does what a click does."""
+    phone.goto(server.url)
+    grid_source(phone, "faces-grid")
+    assert_fits_the_width(phone, "#generate", "#surprise", "#clear", "#faces-grid", "#seed", "#count")
+    phone.locator("#clear").tap()
+    phone.wait_for_selector("#faces-grid img", state="detached")
+    phone.locator("#generate").tap()
+    grid_source(phone, "faces-grid")
+    assert_fits_the_width(phone, "#faces-grid", "#download")
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "faces-phone.png"), full_page=True)

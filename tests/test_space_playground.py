@@ -1,7 +1,8 @@
 """The training playground Space: its real HTTP API through gradio_client (bounds, a streamed run,
 Stop, one run at a time, the ZIP), a server without MNIST, mnist-cnn end to end, the push path with
 the visitor's token (a stopped run too, signed in through Gradio's own session cookie), and a real
-browser.
+browser (a run watched and stopped; the canvas after its trash button and Clear; a phone's touch
+screen).
 
 Runs are short on purpose (1-2 epochs of mnist-logistic on real MNIST): those tests need the
 dataset cache and are skipped without it. The server without MNIST and the mnist-cnn run (on the
@@ -31,10 +32,11 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import Status
 from huggingface_hub import HfApi
 
-from harness.drawings import draw_on_canvas, drawing
+from harness.drawings import draw_on_canvas, draw_with_finger, drawing, ink, wait_for_sketchpad
 from harness.spaces import (
     ARTIFACTS,
     ROOT,
+    assert_fits_the_width,
     client,
     editor_value,
     free_port,
@@ -482,10 +484,7 @@ def test_train_watch_stop_and_try_in_a_browser(server, browser):
         if not (ROOT / "docs" / "playground-space.png").exists():
             page.screenshot(path=str(ROOT / "docs" / "playground-space.png"), full_page=True)
         page.get_by_role("tab", name="Try your model").click()
-        canvas = page.locator("#try-canvas canvas").first
-        canvas.wait_for()
-        page.wait_for_function("el => el.classList.contains('highlight')",
-                               arg=page.locator('#try-canvas button[aria-label="Brush"]').element_handle())
+        canvas = wait_for_sketchpad(page, "try-canvas")
         draw_on_canvas(page, canvas, "7")
         page.wait_for_function(
             "() => /^[0-9]$/.test((document.querySelector('#mine [data-testid=\"label-output-value\"]') || {}).textContent?.trim() || '')")
@@ -512,3 +511,68 @@ def test_closing_the_tab_stops_the_run(server, browser, tmp_path):
     updates = outputs_of(client(server.url, tmp_path).submit(*QUICK, api_name="/train"), 60)
     assert updates[-1][1].startswith("**Done**") and time.monotonic() - start < 30
     assert "[mnist-logistic] epoch 5/5" not in server.log()  # the left run never finished
+
+
+# ---- the canvas, on the smoke profile (no dataset needed) --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def smoke_server(tmp_path_factory):
+    env = {"ZTG_PLAYGROUND_PROFILE": "smoke", "ZTG_DATA_DIR": str(tmp_path_factory.mktemp("no-data")), **NO_NETWORK}
+    with serve(APP, env) as running:
+        yield running
+
+
+MINE = '#mine [data-testid="label-output-value"]'  # the new model's top digit, when there is one
+
+
+def until(condition, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.2)
+
+
+@pytest.mark.browser
+def test_the_canvas_draws_after_every_trash_and_every_clear(smoke_server, browser):
+    """Issue 21: the canvas stopped drawing after its own trash button (the brush was picked once, on
+    load). Five times each: draw (ink lands, with no click on the brush), empty the canvas with its
+    trash button or with the page's Clear (no ink left)."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1100})
+    page.set_default_timeout(60_000)
+    try:
+        page.goto(smoke_server.url)
+        canvas = wait_for_sketchpad(page, "try-canvas")
+        for button in ['#try-canvas button[aria-label="Clear canvas"]'] * 5 + ["#clear-button"] * 5:
+            draw_on_canvas(page, canvas, "1", step_px=120)  # a few moves: each waits for a software render
+            until(lambda: ink(canvas) > 0.01, f"no ink from the stroke drawn before pressing {button}")
+            page.locator(button).click()
+            until(lambda: ink(canvas) == 0, f"{button} left ink on the canvas")
+        draw_on_canvas(page, canvas, "1", step_px=120)
+        until(lambda: ink(canvas) > 0.01, "no ink after the last Clear")
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_on_a_phone_train_then_a_digit_started_at_the_canvas_edge_is_read(smoke_server, phone):
+    """At 390 x 844 with a touch screen: Train is within reach and trains; a finger put down on the
+    canvas's last pixel row draws a digit from there, which the new model reads; Clear empties it."""
+    phone.goto(smoke_server.url)
+    assert_fits_the_width(phone, "#train-button", "#stop-button")
+    phone.locator("#train-button").tap()
+    phone.wait_for_function("() => document.querySelector('#status').innerText.startsWith('Done')")
+    canvas = wait_for_sketchpad(phone, "try-canvas")
+    canvas.scroll_into_view_if_needed()
+    assert_fits_the_width(phone, "#try-canvas", "#clear-button")
+    area = canvas.bounding_box()
+    assert area["width"] > 300 and area["y"] >= 0 and area["y"] + area["height"] <= 844
+    draw_with_finger(phone, canvas, [(0.5, 1 - 1.5 / area["height"]), (0.5, 0.1)])
+    until(lambda: ink(canvas, region=(0.4, 0.95, 0.6, 1.0)) > 0.1, "no ink where the finger landed")
+    phone.wait_for_selector(MINE)
+    assert "Your mnist-logistic says" in phone.locator("#verdict").inner_text()
+    phone.locator("#clear-button").tap()
+    until(lambda: ink(canvas) == 0, "Clear left ink on the canvas")
+    assert phone.locator(MINE).count() == 0
+    ARTIFACTS.mkdir(exist_ok=True)
+    phone.screenshot(path=str(ARTIFACTS / "playground-phone.png"), full_page=True)

@@ -28,6 +28,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from shared import sketchpad  # noqa: E402
 from shared.images import (  # noqa: E402
     ImageError,
     describe_error,
@@ -134,52 +135,13 @@ def show_photo(photo_payload, model_name):
     return (*photo_event(photo_payload, model_name), "photo")
 
 
-def empty_sketch() -> dict:
-    """The value that empties the canvas: a new, explicitly empty editor value on every call.
-
-    Gradio 6.31's editor wipes its canvas only when the value it is given changes, and drawing
-    never changes that value (strokes reach the server as blobs). None therefore emptied the canvas
-    once per page: the first Clear turned the unset value into None, and every later None equalled
-    the one before, so the page kept the ink. Each answer carrying this dict is a new object with a
-    new `layers` list, which is what the editor compares, so every Clear wipes the canvas.
-    """
-    return {"background": None, "layers": [], "composite": None}
-
-
 def clear_outputs():
     return None, None, DRAW_PROMPT
 
 
 def clear():
-    return empty_sketch(), None, *clear_outputs()
+    return sketchpad.empty_value(), None, *clear_outputs()
 
-
-# Gradio 6.31's editor falls back to a tool that draws nothing (none highlighted, "select the
-# draw tool to start") on load and whenever its canvas is emptied: by Clear, by its own trash
-# button. Whenever no tool is active, pick the brush again, so a stroke always draws at once.
-KEEP_BRUSH = """
-() => {
-  const tool = (name) => document.querySelector(`#digit-canvas button[aria-label="${name}"]`);
-  const keep = () => {
-    const brush = tool("Brush");
-    const active = ["Brush", "Erase", "Pan"].some((name) => tool(name)?.classList.contains("highlight"));
-    if (brush && !active) brush.click();
-  };
-  new MutationObserver(keep).observe(document.body, {subtree: true, childList: true, attributeFilter: ["class"]});
-  keep();
-}
-"""
-
-# The page reads (and uploads) the drawing before it sends a prediction, which takes seconds on a
-# slow machine; a Clear in between would get the old digit shown beside an empty canvas. The
-# editor's history is empty exactly when nothing was drawn since the canvas was last emptied, so
-# then the request goes out without the stale drawing and the answer is the prompt to draw.
-DROP_CLEARED_DRAWING = """
-(sketch, model_name) => {
-  const undo = document.querySelector('#digit-canvas button[aria-label="Undo"]');
-  return [undo && undo.disabled ? null : sketch, model_name];
-}
-"""
 
 with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE) as demo:
     gr.Markdown("# Draw a digit\nThree models from *Deep Learning with PyTorch: Zero to GANs* "
@@ -192,13 +154,7 @@ with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE)
         with gr.Column(scale=3):
             with gr.Tabs():
                 with gr.Tab("Draw", id="draw") as draw_tab:
-                    sketch = gr.Sketchpad(
-                        label="Canvas", elem_id="digit-canvas", type="pil", image_mode="RGBA",
-                        sources=(), transforms=(), layers=False, format="png",
-                        brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=22),
-                        eraser=gr.Eraser(default_size=30), canvas_size=(560, 560), fixed_canvas=True,
-                        height=520,
-                    )
+                    sketch = sketchpad.build("digit-canvas", label="Canvas", side=560)
                 with gr.Tab("Photo", id="photo") as photo_tab:
                     photo = gr.Image(label="Photo of a digit on paper (dark ink, light paper)",
                                      type="filepath", image_mode=None, elem_id="digit-photo",
@@ -214,8 +170,10 @@ with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE)
     outputs = [label, preview, message]
 
     predictions = [
+        # The drawing is read and uploaded before the request goes out: a Clear in between sends none.
         sketch.change(sketch_event, [sketch, model], outputs, api_name="predict_sketch", preprocess=False,
-                      trigger_mode="always_last", show_progress="hidden", js=DROP_CLEARED_DRAWING),
+                      trigger_mode="always_last", show_progress="hidden",
+                      js=sketchpad.drop_cleared_drawing_js(sketch)),
         photo.change(photo_event, [photo, model], outputs, api_name="predict_photo", preprocess=False,
                      show_progress="hidden"),
         model.change(model_event, [source, sketch, photo, model], outputs, api_name="predict_current",
@@ -230,7 +188,7 @@ with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE)
                        cancels=predictions)
     sketch.clear(clear_outputs, None, outputs, api_name="clear_outputs", api_visibility="private",
                  show_progress="hidden", cancels=predictions)  # the canvas's own trash button
-    demo.load(None, js=KEEP_BRUSH)
+    demo.load(None, js=sketchpad.page_js(sketch))  # the brush always on, the canvas all drawing area
 
 queue(demo)
 

@@ -17,10 +17,16 @@ API (every endpoint named; see "Use via API" in the page footer):
     /interpolate (model_name, seed_a, seed_b, frames) -> (GIF path, message)
     /timeline    (model_name, epoch)                -> (grid of that epoch, message)
     /clear       ()                                 -> cleared grid, ZIP and message
+
+The page sends one more input with /generate, /surprise and /clear: how many times its Clear was
+pressed (optional, 0 when left out), so that a generation requested before a Clear never fills
+the page after it (see `unless_cleared`).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import io
 import math
 import re
@@ -214,8 +220,45 @@ def timeline(model_name: str, epoch):
     return shown, f"{model_name} after epoch **{epoch}** of {max(grids)} (the same noise every epoch)."
 
 
-def clear():
+class Clears:
+    """How many times a page's Clear was pressed, as far as the server has heard (one per page, a
+    gr.State: a generation reads it when it ends, so a Clear during the generation counts)."""
+
+    def __init__(self):
+        self.count = 0
+
+
+def pressed(value) -> int:
+    """The page's own count of Clears, sent with each request (an API client sends none: 0)."""
+    try:
+        return max(0, int(float(value)))
+    except (TypeError, ValueError, OverflowError):
+        return 0
+
+
+def clear(cleared, clears: Clears):
+    """Empty grid, ZIP and message; from now on, answers to requests made before this Clear are dropped."""
+    clears.count = max(clears.count, pressed(cleared))
     return None, None, ""
+
+
+def unless_cleared(function):
+    """`function` as the page calls it, with two more inputs: the number of Clears the page had
+    when it made the request, and the page's `Clears`. When a Clear came after the request (the
+    request waited in the queue or on the network, or ran while Clear was pressed), the answer
+    changes nothing on the page: a generation started before a Clear never fills the page after it."""
+    @functools.wraps(function)
+    def event(*inputs):
+        *arguments, cleared, clears = inputs
+        answer = function(*arguments)
+        if clears.count > pressed(cleared):
+            return tuple(gr.skip() for _ in answer)
+        return answer
+
+    # The API page names the parameters from this signature: the function's own, then the count.
+    added = [inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD) for name in ("cleared", "clears")]
+    event.__signature__ = inspect.Signature([*inspect.signature(function).parameters.values(), *added])
+    return event
 
 
 def png_bytes(image: Image.Image) -> bytes:
@@ -274,24 +317,36 @@ with gr.Blocks(title="Zero to GANs: face generator", delete_cache=DELETE_CACHE) 
                                   height=480, elem_id="epoch-grid")
             epoch_message = gr.Markdown(elem_id="epoch-message")
 
+    # Clear wins over every generation requested before it: the page counts its Clears (`cleared`,
+    # counted in the browser the moment Clear is pressed) and sends the count with each request;
+    # the server keeps the latest count it heard (`clears`), and an answer to an older request
+    # changes nothing (`unless_cleared`). Cancelling alone could not do it: a request still on its
+    # way to the server when Clear is pressed is not known there yet.
+    cleared = gr.Number(0, visible=False, elem_id="cleared")
+    clears = gr.State(Clears())  # copied for each page
     # preprocess=False: the functions get the raw values an API client sent and check them
     # themselves, so a bad value gets a message written for a person, not a component's error.
     outputs = [picture, download, message]
     raw = dict(preprocess=False)
+    generate_faces = unless_cleared(faces)
     generations = [
-        generate_button.click(faces, [model, seed, count], outputs, api_name="generate", **raw),
-        surprise_button.click(surprise, [model, count], [seed, *outputs], api_name="surprise", **raw),
-        *(slider.release(faces, [model, seed, count], outputs, api_name=f"faces_on_{slider.elem_id}",
-                         api_visibility="private", show_progress="hidden", trigger_mode="always_last", **raw)
+        generate_button.click(generate_faces, [model, seed, count, cleared, clears], outputs, api_name="generate",
+                              **raw),
+        surprise_button.click(unless_cleared(surprise), [model, count, cleared, clears], [seed, *outputs],
+                              api_name="surprise", **raw),
+        *(slider.release(generate_faces, [model, seed, count, cleared, clears], outputs,
+                         api_name=f"faces_on_{slider.elem_id}", api_visibility="private", show_progress="hidden",
+                         trigger_mode="always_last", **raw)
           for slider in (seed, count)),
         # New faces and the timeline are separate events, so that Clear can cancel the faces alone.
-        model.change(faces, [model, seed, count], outputs, api_name="faces_on_model",
+        model.change(generate_faces, [model, seed, count, cleared, clears], outputs, api_name="faces_on_model",
                      api_visibility="private", **raw),
-        demo.load(faces, [model, seed, count], outputs, api_name="faces_on_load",
+        demo.load(generate_faces, [model, seed, count, cleared, clears], outputs, api_name="faces_on_load",
                   api_visibility="private", **raw),
     ]
-    # A generation still running when Clear is pressed would fill the page again just after it.
-    clear_button.click(clear, None, outputs, api_name="clear", show_progress="hidden", cancels=generations)
+    # Queued generations are cancelled too: they need not run at all.
+    clear_button.click(None, cleared, cleared, js="(n) => n + 1", api_visibility="private", queue=False) \
+        .then(clear, [cleared, clears], outputs, api_name="clear", show_progress="hidden", cancels=generations, **raw)
     animate_button.click(interpolate, [model, seed_a, seed_b, frames], [animation, animation_message],
                          api_name="interpolate", **raw)
     epoch.change(timeline, [model, epoch], [epoch_grid, epoch_message], api_name="timeline",

@@ -27,6 +27,7 @@ API (every endpoint named):
              (curve, status, picture)
     /stop    () -> status                      the caller's run (its session)
     /predict (sketch) -> (new model's top-3, published model's top-3, message)
+    /clear   () -> an empty canvas and no readings
     /generate (seed) -> grid of digits          after an mnist-gan run
     /download () -> ZIP of the checkpoint folder (without resume/)
     /push    (repo_name) -> message             needs a Hugging Face sign-in
@@ -53,6 +54,7 @@ sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
+from shared import sketchpad  # noqa: E402
 from shared.images import ImageError, describe_error, editor_image  # noqa: E402
 from shared.models import MODELS  # noqa: E402
 from shared.preprocessing import normalize_mnist, sketch_to_mnist  # noqa: E402
@@ -499,6 +501,15 @@ def predict(sketch, request: gr.Request):
     return mine, theirs, note
 
 
+def clear_readings():
+    return None, None, ""
+
+
+def clear_drawing():
+    """An empty canvas (see `shared.sketchpad.empty_value`) and no readings."""
+    return sketchpad.empty_value(), *clear_readings()
+
+
 def generate(seed, request: gr.Request):
     """After an mnist-gan run: 64 digits from the trained generator, the noise drawn from `seed`."""
     from training.plots import image_grid
@@ -581,19 +592,6 @@ def lesson_settings(lesson: str):
             gr.update(visible="augment" in spec))
 
 
-# The sketchpad starts with no tool selected in Gradio 6.31: pick the brush once it is on the page.
-SELECT_BRUSH = """
-() => {
-  const pick = () => {
-    const brush = document.querySelector('#try-canvas button[aria-label="Brush"]');
-    if (!brush) return false;
-    if (!brush.classList.contains('highlight')) brush.click();
-    return true;
-  };
-  let tries = 0;
-  const timer = setInterval(() => { if (pick() || ++tries > 100) clearInterval(timer); }, 100);
-}
-"""
 ON_SPACE = bool(os.environ.get("SPACE_ID"))  # Sign-in with Hugging Face exists only on a Space
 
 with gr.Blocks(title="Zero to GANs: training playground", delete_cache=(3600, 3600)) as demo:
@@ -624,10 +622,9 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=(3600, 36
                                buttons=[])
     with gr.Tab("Try your model"):
         with gr.Row(equal_height=False):
-            canvas = gr.Sketchpad(label="Draw a digit", elem_id="try-canvas", type="pil", image_mode="RGBA",
-                                  sources=(), transforms=(), layers=False, format="png",
-                                  brush=gr.Brush(colors=["#000000"], color_mode="fixed", default_size=22),
-                                  canvas_size=(420, 420), fixed_canvas=True, height=400)
+            with gr.Column():
+                canvas = sketchpad.build("try-canvas", label="Draw a digit", side=420)
+                clear_button = gr.Button("Clear", variant="secondary", elem_id="clear-button")
             with gr.Column():
                 mine = gr.Label(num_top_classes=3, label="Your model", elem_id="mine")
                 theirs = gr.Label(num_top_classes=3, label="The published model", elem_id="theirs")
@@ -655,12 +652,18 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=(3600, 36
     train_button.click(train, [lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment],
                        [curve, status, picture], api_name="train", concurrency_limit=1, concurrency_id="train")
     stop_button.click(stop, None, status, api_name="stop", concurrency_limit=None, queue=False)
-    canvas.change(predict, canvas, [mine, theirs, verdict], api_name="predict", preprocess=False,
-                  trigger_mode="always_last", show_progress="hidden")
+    readings = [canvas.change(predict, canvas, [mine, theirs, verdict], api_name="predict", preprocess=False,
+                              trigger_mode="always_last", show_progress="hidden",
+                              js=sketchpad.drop_cleared_drawing_js(canvas))]
+    # A reading still running when the canvas is emptied would land after the Clear: cancel it.
+    clear_button.click(clear_drawing, None, [canvas, mine, theirs, verdict], api_name="clear",
+                       show_progress="hidden", cancels=readings)
+    canvas.clear(clear_readings, None, [mine, theirs, verdict], api_name="clear_readings",
+                 api_visibility="private", show_progress="hidden", cancels=readings)  # the canvas's trash button
     generate_button.click(generate, seed, grid, api_name="generate")
     download_button.click(download, None, archive, api_name="download")
     push_button.click(push, repo_name, pushed, api_name="push")
-    demo.load(None, js=SELECT_BRUSH)
+    demo.load(None, js=sketchpad.page_js(canvas))  # the brush always on, the canvas all drawing area
     demo.unload(leave)
 
 demo.queue(max_size=16, default_concurrency_limit=2)
