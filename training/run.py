@@ -24,9 +24,12 @@ says, in one place:
 - `finish(**metrics)`: writes the final checkpoint with the metrics and returns them.
 
 Watching a run from outside (the training playground Space): `Run(..., on_progress=f)` calls
-`f(row)` at every check in `batches` (`row["kind"] == "step"`: the epoch's running means, a
-fractional `epoch`, samples/s) and after every epoch's checkpoint (`"epoch"`: the history
-row); `run.request_stop()` stops it like a SIGTERM, from any thread.
+`f(row)` from `batches` once `PROGRESS_EVERY_SECONDS` have passed since the last row
+(`row["kind"] == "step"`: the epoch's running means, a fractional `epoch`, samples/s; a clock
+read per batch, and one wait for the device per row, not per step; with several processes, at
+the `CHECK_EVERY` checks), and after every epoch's
+checkpoint (`"epoch"`: the history row); `run.request_stop()` stops it like a SIGTERM, from
+any thread. `run.published_model` is the module the checkpoint's root holds.
 
 The checkpoint itself is written by `training.checkpoint` from a `Snapshot` the Run hands it.
 
@@ -58,6 +61,9 @@ from training import checkpoint
 from training.data import TensorData
 
 CHECK_EVERY = 50  # batches between NaN and multi-process stop checks (each one waits for the device)
+# A progress row at least this often, whatever the batch size: at batch 1024 an MNIST epoch is
+# 48 batches, fewer than one CHECK_EVERY, and a slow step may take a second.
+PROGRESS_EVERY_SECONDS = 1.0
 CURVES_EVERY_SECONDS = 30  # drawing curves costs ~0.2 s: not after every one of 100 tiny epochs
 
 
@@ -106,6 +112,7 @@ class Run:
         self._on_progress = on_progress
         self._have_checkpoint = saved is not None
         self._curves_drawn_at = float("-inf")
+        self._reported_at = time.monotonic()  # when the last progress row went out
         self._sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
         self._count = 0
         self._stop_requested = False
@@ -147,6 +154,11 @@ class Run:
     @property
     def history(self) -> list[dict]:
         return self.progress.history
+
+    @property
+    def published_model(self) -> torch.nn.Module:
+        """The unwrapped module the checkpoint's root holds: `prepare(publish=...)`'s, or the only model."""
+        return self.accelerator.unwrap_model(self.models[self.published or next(iter(self.models))])
 
     def print(self, *args) -> None:
         self.accelerator.print(*args)
@@ -235,12 +247,16 @@ class Run:
                 self._epoch_samples += len(inputs) * world
                 bar.update()
                 check_due = progress.step % CHECK_EVERY == 0
-                if check_due and self._count:
+                # By the clock with one process only: several must all-reduce their means at the same batch.
+                report_due = world == 1 and self._on_progress is not None and \
+                    time.monotonic() - self._reported_at >= PROGRESS_EVERY_SECONDS
+                if (check_due or report_due) and self._count:
                     means = self._means()
                     self._check_finite(means)
                     speed = self._epoch_samples / (time.perf_counter() - start)
                     bar.set_postfix(means | {"img/s": round(speed)}, refresh=False)
                     if self._on_progress is not None:
+                        self._reported_at = time.monotonic()
                         self._on_progress({"kind": "step", "epoch": epoch - 1 + progress.step / steps,
                                            **{f"train_{k}": v for k, v in means.items()},
                                            "samples_per_second": speed})
@@ -294,6 +310,7 @@ class Run:
         self.accelerator.log(row, step=self.epoch)
         self._save(complete=False)
         if self._on_progress is not None:
+            self._reported_at = time.monotonic()
             self._on_progress({"kind": "epoch", **row})
         if self.epoch < self.config.epochs and self._stop_agreed():
             raise TrainingStopped(f"stopped after epoch {self.epoch}")

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from shared.models import build_model
+from training.playground import Number, PlaygroundSettings, fitted_values
 
 # Temperature (F), rainfall (mm), humidity (%) -> apples, oranges (tons per hectare).
 INPUTS = [[73, 67, 43], [91, 88, 64], [87, 134, 58], [102, 43, 37], [69, 96, 70],
@@ -53,6 +54,13 @@ PROFILES = {"smoke": dict(scratch_epochs=5, epochs=5), "cpu": dict(), "course": 
 TASK = dict(type="tabular-regression", dataset="crop-yields", dataset_name="Crop yields (course lesson 1)",
             metrics={"final_loss": "MSE on the training data"},
             summary="Linear regression of crop yields on weather, lesson 1 of Zero to GANs.")
+
+# In the playground Space: part 2 with the visitor's settings (part 1 at its 100 epochs); the
+# picture is the fitted yields against the true ones.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("lr", 1e-5, 1e-7, 1e-4), epochs=Number("epochs", 100, 1, 500, integer=True),
+    batch_size=Number("batch_size", 5, 1, 15, integer=True), fixed=("--scratch_epochs=100",),
+    picture=fitted_values(INPUTS, TARGETS, ["apples (t/ha)", "oranges (t/ha)"]))
 
 
 def mse(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

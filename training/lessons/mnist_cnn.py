@@ -22,6 +22,7 @@ from shared.preprocessing import normalize_mnist
 from training.augment import random_affine
 from training.evaluate import evaluate_classifier, test_metrics
 from training.mnist import mnist_splits
+from training.playground import DIGIT_PREDICTIONS, Number, PlaygroundSettings, mnist_data
 
 
 @dataclass
@@ -49,6 +50,12 @@ PROFILES = {
 TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Small CNN with augmentation for hand-drawn digits (the model behind the digit sketchpad).")
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("max_lr", 4e-3, 1e-4, 0.05), epochs=Number("epochs", 1, 1, 2, integer=True),
+    batch_size=Number("batch_size", 128, 32, 512, integer=True),
+    picture=DIGIT_PREDICTIONS, tried_with="drawing", data=mnist_data)
 
 
 def augment(images: torch.Tensor, cfg) -> torch.Tensor:

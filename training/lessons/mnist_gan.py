@@ -41,6 +41,7 @@ from training.averaging import decay_at, update_average
 from training.gan import fixed_latents, generate, step_latents
 from training.gan_metrics import SlicedWasserstein, fid
 from training.mnist import load_mnist, synthetic_digits
+from training.playground import Number, PlaygroundSettings, mnist_data, saved_image
 from training.plots import image_grid, timelapse
 
 
@@ -73,6 +74,13 @@ TASK = dict(type="unconditional-image-generation", dataset="ylecun/mnist", datas
             metrics={"swd": "Sliced Wasserstein distance x1e3 (lower is better)", "fid": "FID"},
             summary="Fully connected GAN that draws MNIST digits: lesson 6 of Zero to GANs. "
                     "The generator maps 64 standard normal numbers to a 28x28 digit in [-1, 1].")
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap,
+# with smaller evaluations than the cpu profile's; the picture is the epoch's grid of samples.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("lr", 5e-4, 1e-5, 5e-3), epochs=Number("epochs", 2, 1, 3, integer=True),
+    batch_size=Number("batch_size", 100, 32, 512, integer=True), fixed=("--swd_images=512", "--fid_images=256"),
+    picture=saved_image(lambda epoch: f"samples/epoch_{epoch:03d}.png"), tried_with="seed", data=mnist_data)
 
 
 def train(run):

@@ -28,6 +28,7 @@ from shared.models import MODELS, build_model
 from shared.preprocessing import normalize_mnist
 from training.evaluate import evaluate_classifier, test_metrics
 from training.mnist import mnist_splits
+from training.playground import DIGIT_PREDICTIONS, Choice, Number, PlaygroundSettings, mnist_data
 from training.plots import predictions_figure
 
 
@@ -52,6 +53,13 @@ PROFILES = {
 TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Logistic regression (one linear layer, 784 -> 10) on MNIST digits: lesson 2 of Zero to GANs.")
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("lr", 1e-3, 1e-5, 1.0), epochs=Number("epochs", 3, 1, 5, integer=True),
+    batch_size=Number("batch_size", 128, 16, 1024, integer=True),
+    optimizer=Choice("optimizer", {"Adam": "adam", "SGD": "sgd"}),
+    picture=DIGIT_PREDICTIONS, tried_with="drawing", data=mnist_data)
 
 
 def make_optimizer(cfg, params, total_steps: int):

@@ -30,6 +30,15 @@ from shared.preprocessing import normalize_mnist
 from training.augment import random_affine
 from training.evaluate import evaluate_classifier, test_metrics
 from training.mnist import mnist_splits
+from training.playground import (
+    DIGIT_PREDICTIONS,
+    Choice,
+    Number,
+    PlaygroundSettings,
+    Sizes,
+    Switch,
+    mnist_data,
+)
 
 
 @dataclass
@@ -62,6 +71,14 @@ PROFILES = {
 TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Feed-forward network on MNIST digits: lesson 3 of Zero to GANs.")
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("lr", 2e-3, 1e-5, 1.0), epochs=Number("epochs", 2, 1, 5, integer=True),
+    batch_size=Number("batch_size", 128, 16, 1024, integer=True),
+    hidden_sizes=Sizes("hidden_sizes", "32", most_layers=3, low=8, high=512),
+    optimizer=Choice("optimizer", {"AdamW": "adamw", "SGD": "sgd"}), augment=Switch("augment", True),
+    picture=DIGIT_PREDICTIONS, tried_with="drawing", data=mnist_data)
 
 
 def train(run):
