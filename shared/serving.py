@@ -92,9 +92,10 @@ class OutputFiles:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def queue(demo):
-    """The Space's queue: bounded, CONCURRENT_REQUESTS at a time (one per core). Returns `demo`."""
-    return demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENT_REQUESTS)
+def queue(demo, *, max_size: int = MAX_QUEUE):
+    """The Space's queue: at most `max_size` waiting, CONCURRENT_REQUESTS at a time (one per core).
+    Returns `demo`."""
+    return demo.queue(max_size=max_size, default_concurrency_limit=CONCURRENT_REQUESTS)
 
 
 def launch(demo, *, max_file_size: str = "10mb") -> None:

@@ -82,6 +82,10 @@ class Choice:
     choices: dict[str, str]  # the name on the page -> the config's value
     default: str = ""  # a name on the page; the first one when empty
 
+    @property
+    def initial(self) -> str:
+        return self.default or next(iter(self.choices))
+
     def check(self, label: str, value) -> str:
         if value not in self.choices:
             raise Refused(f"{label} must be one of {', '.join(self.choices)} (got {value!r}).")
@@ -259,3 +263,81 @@ def mnist_data(data_dir: Path, where: str) -> str | None:
                 "start-up, about 12 MB), then restart it.")
     return None
 
+
+
+def data_problems(offered: dict[str, PlaygroundSettings], profile: str, data_dir: Path, where: str,
+                  timeout: float) -> dict[str, str]:
+    """Make every offered lesson's data ready (a download gives up after `timeout` seconds of
+    silence: torchvision sets none) -> {lesson: why it cannot train here} for those still missing."""
+    import socket
+
+    from training.cli import lesson_config, lesson_module
+
+    fixes, missing = {}, {}
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)
+    try:
+        for name, settings in offered.items():
+            _, _, config = lesson_config(name, [], profile=profile, resume=False, out_dir=Path())
+            if settings.data is None or getattr(config, "synthetic_data", False):
+                continue
+            if settings.data not in fixes:  # lessons that share a dataset: asked once
+                fixes[settings.data] = settings.data(data_dir, where)
+            if fixes[settings.data]:
+                missing[name] = (lesson_module(name).TASK["dataset_name"], fixes[settings.data])
+    finally:
+        socket.setdefaulttimeout(previous)
+    trainable = ", ".join(name for name in offered if name not in missing) or "no lesson"
+    return {name: f"{dataset} is not on this server and could not be downloaded, so only {trainable} can be "
+                  f"trained here. {fix}" for name, (dataset, fix) in missing.items()}
+
+
+# ---- a run as the page shows it ---------------------------------------------------------------
+
+# Row key -> series name. Losses on the left axis, accuracy (%) on the right one.
+SERIES = {"train_loss": "train loss", "val_loss": "validation loss", "val_accuracy": "validation accuracy",
+          "train_loss_d": "discriminator loss", "train_loss_g": "generator loss"}
+
+
+def curve_points(row: dict) -> list[dict]:
+    return [{"epoch": round(float(row["epoch"]), 3), "value": float(row[k]), "series": name}
+            for k, name in SERIES.items() if isinstance(row.get(k), (int, float))]
+
+
+def curves_figure(points: list[dict]):
+    """The curves so far (`curve_points` of every row), as a matplotlib figure for gr.Plot."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, losses = plt.subplots(figsize=(7, 3.2))
+    accuracy = None
+    for name in dict.fromkeys(p["series"] for p in points):
+        xs = [p["epoch"] for p in points if p["series"] == name]
+        ys = [p["value"] for p in points if p["series"] == name]
+        if name == "validation accuracy":
+            accuracy = accuracy or losses.twinx()
+            accuracy.plot(xs, ys, "o-", color="tab:green", label=name)
+            accuracy.set_ylabel("accuracy (%)")
+        else:
+            losses.plot(xs, ys, "o-" if name.startswith("validation") else "-", label=name)
+    losses.set(xlabel="epoch", ylabel="loss")
+    handles = [h for axis in (losses, accuracy) if axis is not None for h in axis.get_legend_handles_labels()[0]]
+    if handles:
+        losses.legend(handles=handles, loc="upper right", fontsize=8)
+    figure.tight_layout()
+    plt.close(figure)  # Gradio renders it; pyplot must not keep it
+    return figure
+
+
+def progress_line(row: dict, epochs: int, elapsed: float) -> str:
+    done = float(row.get("epoch", 0))
+    left = elapsed / done * (epochs - done) if done > 0 else None
+    speed = row.get("samples_per_second")
+    parts = [f"epoch {done:.2f} / {epochs}", f"{elapsed:.0f} s"]
+    if speed:
+        parts.append(f"{speed:,.0f} samples/s")
+    if left is not None:
+        parts.append(f"about {max(left, 0):.0f} s left")
+    return "Training: " + " · ".join(parts)
