@@ -517,7 +517,7 @@ def signed_in(datasets, tmp_path_factory):
     pytest.importorskip("itsdangerous", reason="Gradio's sign-in (gradio[oauth]) needs it; `make setup` installs it")
     import gradio.oauth
 
-    visitor = {"access_token": VISITOR_TOKEN, "token_type": "bearer", "scope": "openid profile write-repos",
+    visitor = {"access_token": VISITOR_TOKEN, "token_type": "bearer", "scope": "openid profile contribute-repos",
                "expires_at": int(time.time()) + 3600,
                "userinfo": {"sub": "1", "name": "A Visitor", "preferred_username": "visitor",
                             "profile": "https://huggingface.co/visitor", "picture": "", "website": ""}}
@@ -572,7 +572,7 @@ def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, mo
     monkeypatch.setattr(hub, "HfApi", api_class)
 
     profile = SimpleNamespace(username="visitor")
-    token = gr.OAuthToken(token=VISITOR_TOKEN, scope="openid profile write-repos", expires_at=int(time.time()) + 600)
+    token = gr.OAuthToken(token=VISITOR_TOKEN, scope="openid profile contribute-repos", expires_at=int(time.time()) + 600)
     message = app.push_checkpoint(folder, "mine", profile, token)
 
     assert message.startswith("Pushed to https://huggingface.co/visitor/mine")
