@@ -558,8 +558,9 @@ def test_old_visitor_files_are_pruned(app):
     assert not old.exists() and new.exists()
 
 
-def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, monkeypatch, capfd):
+def test_push_uses_the_visitors_token_and_nothing_else_sees_it(tmp_path, monkeypatch, capfd):
     from training import hub
+    from training.playground import push_checkpoint
 
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.setattr(hub, "_token", lambda: None)  # no token on the server: only the visitor's
@@ -573,11 +574,13 @@ def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, mo
 
     profile = SimpleNamespace(username="visitor")
     token = gr.OAuthToken(token=VISITOR_TOKEN, scope="openid profile contribute-repos", expires_at=int(time.time()) + 600)
-    message = app.push_checkpoint(folder, "mine", profile, token)
+    message = push_checkpoint(folder, "mine", profile, token)
 
     assert message.startswith("Pushed to https://huggingface.co/visitor/mine")
     api_class.assert_called_once_with(token=VISITOR_TOKEN)
-    api.create_repo.assert_called_once_with("visitor/mine", repo_type="model", private=None, exist_ok=True)
+    assert api_class.mock_calls[:2] == [  # the repo is created by the client holding the visitor's token
+        mock.call(token=VISITOR_TOKEN),
+        mock.call().create_repo("visitor/mine", repo_type="model", private=None, exist_ok=True)]
     api.create_commit.assert_called_once()
     assert api.create_commit.call_args.args[0] == "visitor/mine"
     assert VISITOR_TOKEN not in message
@@ -588,9 +591,9 @@ def test_push_uses_the_visitors_token_and_nothing_else_sees_it(app, tmp_path, mo
             assert VISITOR_TOKEN.encode() not in path.read_bytes(), path
 
     api.create_commit.side_effect = RuntimeError(f"401 Unauthorized for token {VISITOR_TOKEN}")
-    failed = app.push_checkpoint(folder, "mine", profile, token)
+    failed = push_checkpoint(folder, "mine", profile, token)
     assert failed.startswith("Not pushed") and VISITOR_TOKEN not in failed
-    assert "Sign in with Hugging Face first" in app.push_checkpoint(folder, "mine", None, None)
+    assert "Sign in with Hugging Face first" in push_checkpoint(folder, "mine", None, None)
 
 
 def test_a_stopped_run_is_pushed_with_the_visitors_token_and_the_token_goes_nowhere_else(

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import io
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,6 +293,31 @@ def data_problems(offered: dict[str, PlaygroundSettings], profile: str, data_dir
                   f"trained here. {fix}" for name, (dataset, fix) in missing.items()}
 
 
+# ---- a visitor's checkpoint, home ---------------------------------------------------------------
+
+
+def push_checkpoint(folder: Path, repo_name: str, profile, token) -> str:
+    """Publish `folder` to a visitor's account as PROFILE/REPO_NAME in one commit, with their token
+    (Gradio's OAuthProfile and OAuthToken, None when not signed in); the page's message.
+
+    A stopped run is pushed too (`allow_unfinished`): the visitor pressed Stop on purpose, and the
+    repo says what it holds (its card opens with where the run stopped, see training.card)."""
+    from training.hub import PublishError, publish, stopped
+
+    if profile is None or token is None:
+        return ("Sign in with Hugging Face first (the button above); on a local server, download the "
+                "ZIP and run `python -m training.hub FOLDER ORG/NAME` (with `--allow-unfinished` for a "
+                "stopped run).")
+    name = (repo_name or "").strip()
+    try:
+        url = publish(folder, f"{profile.username}/{name}", token=token.token, allow_unfinished=True)
+    except PublishError as error:  # its message may name the folder: not a path of the server on the page
+        return f"Not pushed: {str(error).replace(str(folder), folder.name)}"
+    where = stopped(folder)
+    note = f" It holds a run {where}, and its model card says so." if where else ""
+    return f"Pushed to https://huggingface.co/{profile.username}/{name} in one commit ({url}).{note}"
+
+
 # ---- a run as the page shows it ---------------------------------------------------------------
 
 # Row key -> series name. Losses on the left axis, accuracy (%) on the right one.
@@ -341,3 +367,62 @@ def progress_line(row: dict, epochs: int, elapsed: float) -> str:
     if left is not None:
         parts.append(f"about {max(left, 0):.0f} s left")
     return "Training: " + " · ".join(parts)
+
+
+def stream(worker, settings: PlaygroundSettings, epochs: int, outputs, update_every: float):
+    """(curves figure, status line, picture file) while `worker` (a started `training.worker.Worker`)
+    trains, at most every `update_every` seconds, then once at its end. Closed early (the visitor
+    left), it stops the run. `outputs`: the Space's `shared.serving.OutputFiles`, for the pictures."""
+    import time
+
+    start = time.monotonic()
+    points: list[dict] = []
+    picture, latest, pending, last_yield, outcome = None, {}, None, 0.0, None
+    try:
+        yield curves_figure(points), "Starting the training process…", picture
+        for kind, value, data in worker.events():
+            if kind == "row":
+                latest = value
+                points += curve_points(value)
+                if data is not None:
+                    pending = (data, int(value["epoch"]))
+                if time.monotonic() - last_yield < update_every:
+                    continue
+            else:
+                outcome = (kind, value)
+            if pending is not None:
+                picture = picture_file(worker.lesson, settings, outputs, *pending) or picture
+                pending = None
+            last_yield = time.monotonic()
+            status = progress_line(latest, epochs, last_yield - start) if outcome is None \
+                else final_status(worker, outcome, latest, last_yield - start)
+            yield curves_figure(points), status, picture
+    finally:  # the visitor left (the stream was closed): their run stops too
+        if outcome is None:
+            worker.stop()
+
+
+def final_status(worker, outcome: tuple, latest: dict, elapsed: float) -> str:
+    """The status line once the run's process has exited: done, stopped or failed, and what is kept."""
+    kind, value = outcome
+    kept = (worker.checkpoint / "model.safetensors").is_file()
+    if kind == "done":
+        shown = {k: v for k, v in value.items() if k in ("test_accuracy", "final_loss", "swd", "fid")}
+        return f"**Done** in {elapsed:.0f} s: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in shown.items()) \
+            + ". Try it, download it or push it below."
+    if kind == "stopped":
+        forced = " (its process did not stop in time and was ended)" if worker.forced else ""
+        return (f"**Stopped** by {worker.stop_reason} after {elapsed:.0f} s (epoch {latest.get('epoch', 0):.2f})"
+                f"{forced}; " + ("the model so far is kept: try it, download it or push it below." if kept
+                                 else "nothing was saved yet."))
+    return f"**Error:** {value} " + ("The checkpoint it saved last is kept: try it, download it or push it below."
+                                     if kept else "Nothing of it was saved.")
+
+
+def picture_file(lesson: str, settings: PlaygroundSettings, outputs, data, epoch: int) -> str | None:
+    """The lesson's picture after `epoch` as a file (None if it fails: never worth ending the stream)."""
+    try:
+        return outputs.write(settings.picture.draw(data, f"{lesson}, epoch {epoch}"), f"{lesson}-epoch-{epoch}.png")
+    except Exception as error:  # noqa: BLE001
+        print(f"[playground] picture of {lesson} failed: {type(error).__name__}: {error}", file=sys.stderr)
+        return None

@@ -4,27 +4,23 @@
     ZTG_DATA_DIR=../shared/datasets python spaces/playground/app.py   # MNIST already on disk
     ZTG_PLAYGROUND_PROFILE=smoke python spaces/playground/app.py      # tiny synthetic data, no MNIST
 
-The lessons offered, their settings, bounds and pictures are what each lesson module declares
-as `PLAYGROUND` (training/playground.py); nothing here knows a lesson by name. A run is the
-lesson's own code, built by `training.cli.make_run` exactly as `python -m training` builds it
-(profile `cpu`, or `smoke` with $ZTG_PLAYGROUND_PROFILE, plus the visitor's settings as
-`--key=value` overrides), in a child process of its own (training/worker.py): the Train
-endpoint streams its progress rows as a curve, a status line and the lesson's picture. Stop
-asks the run to save its checkpoint after the current batch; the model so far stays usable.
-The checkpoint folder is what `python -m training` writes: it can be tried here, downloaded as
-a ZIP or pushed to the visitor's own Hub account with their OAuth token (on a Space with
-`hf_oauth: true`), a stopped run too (`training.hub.publish(..., allow_unfinished=True)`; its
-card says where it stopped). Neither reads the folder while its run is still training.
+The lessons, their settings, bounds and pictures are what each lesson declares as `PLAYGROUND`
+(training/playground.py): no lesson is named here. A run is the lesson's own code, built by
+`training.cli.make_run` as `python -m training` builds it (profile `cpu`, or `smoke` with
+$ZTG_PLAYGROUND_PROFILE, plus the visitor's settings as `--key=value` overrides), in a process
+of its own (training/worker.py); Train streams its rows as a curve, a status line and the
+lesson's picture. Stop asks it to save a checkpoint after the current batch. The checkpoint
+folder can be tried here, downloaded as a ZIP or pushed to the visitor's Hub account with their
+OAuth token (a stopped run too; its card says where it stopped), once the run is over.
 
-Limits, enforced here and not only by the widgets (which take each lesson's bounds): one run at
-a time (others wait in the queue and see their place; a run's process has exited before the
-next starts), every setting within the lesson's bounds, `MAX_SECONDS` of wall clock per run
-(then the process is stopped, terminated, killed), a visitor's files deleted an hour after
-their last run (checked every few minutes), no server path on the page. A run whose process
-fails (an error, a NaN loss, killed by the system) ends with a plain message; whatever
-checkpoint it saved is still offered. MNIST is read from `$ZTG_DATA_DIR` (default: `data/`
-next to this file), downloaded there by torchvision at start-up when missing (11.6 MB); when
-it can be neither, the page and Train say where the files go, and linear-regression still trains.
+Limits, enforced here and not only by the widgets: one run at a time (others see their place in
+the queue; a run's process has exited before the next starts), every setting within the
+lesson's bounds, `MAX_SECONDS` of wall clock per run (then the process is asked to stop, then
+terminated, then killed), a visitor's files deleted an hour after their last run, no server
+path on the page. A run whose process fails (an error, a NaN, killed by the system) ends with a
+plain message, and the checkpoint it saved last is still offered. MNIST comes from
+$ZTG_DATA_DIR (default: data/ next to this file), downloaded there at start-up when missing;
+without it the page says where the files go, and linear-regression still trains.
 
 API (every endpoint named):
     /train   (lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment) -> streamed
@@ -38,13 +34,10 @@ API (every endpoint named):
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
-import shutil
 import sys
 import tempfile
-import threading
 import time
 import zipfile
 from pathlib import Path
@@ -56,21 +49,13 @@ sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
+from shared import serving  # noqa: E402
 from shared.images import ImageError, describe_error, editor_image  # noqa: E402
 from shared.models import MODELS  # noqa: E402
 from shared.preprocessing import sketch_to_mnist  # noqa: E402
-from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
-from training.playground import (  # noqa: E402
-    Number,
-    Refused,
-    curve_points,
-    curves_figure,
-    data_problems,
-    offered,
-    overrides,
-    progress_line,
-)
+from training import playground  # noqa: E402
+from training.playground import Number, Refused  # noqa: E402
 from training.worker import Worker  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("ZTG_DATA_DIR") or HERE / "data")
@@ -88,15 +73,13 @@ FILES_MAX_AGE = 3600  # seconds a visitor's checkpoints are kept after their las
 PRUNE_EVERY = 300  # seconds between looks for visitor folders past FILES_MAX_AGE
 UPDATE_EVERY = 0.4  # seconds between streamed updates at most (a redraw costs ~0.1 s)
 QUEUE_SIZE = 16  # visitors waiting at most: runs take up to MAX_SECONDS each, one at a time
-OUTPUTS = OutputFiles("playground")  # pictures, generated grids and ZIPs, as Gradio should get them
+OUTPUTS = serving.OutputFiles("playground")  # pictures, generated grids and ZIPs, as Gradio should get them
 
-OFFERED = offered()  # lesson -> its PlaygroundSettings, in course order
+OFFERED = playground.offered()  # lesson -> its PlaygroundSettings, in course order
 # The page opens on the first lesson whose trained model can be tried here.
 DEFAULT = next((name for name, settings in OFFERED.items() if settings.tried_with), next(iter(OFFERED)))
-
-
 # Each lesson's data made ready (downloaded) before the server serves: {lesson: why it cannot train here}.
-DATA_PROBLEMS = data_problems(OFFERED, PROFILE, DATA_DIR, DATA_WHERE, timeout=DOWNLOAD_TIMEOUT)
+DATA_PROBLEMS = playground.data_problems(OFFERED, PROFILE, DATA_DIR, DATA_WHERE, timeout=DOWNLOAD_TIMEOUT)
 PUBLISHED, PUBLISHED_MISSING = load_models([n for n, s in OFFERED.items() if s.tried_with == "drawing"],
                                            HERE / "README.md", "playground")
 RUNS: dict[str, Worker] = {}  # a visitor's folder name -> their latest run
@@ -117,8 +100,8 @@ def train(lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment, requ
             raise Refused(f"Unknown lesson {lesson!r}; choose one of {', '.join(OFFERED)}.")
         if lesson in DATA_PROBLEMS:
             raise Refused(DATA_PROBLEMS[lesson])
-        args = overrides(settings, dict(lr=lr, epochs=epochs, batch_size=batch_size, hidden_sizes=hidden_sizes,
-                                        optimizer=optimizer, augment=augment))
+        args = playground.overrides(settings, dict(lr=lr, epochs=epochs, batch_size=batch_size,
+                                                   hidden_sizes=hidden_sizes, optimizer=optimizer, augment=augment))
     except Refused as error:
         raise refuse(error) from None
     visitor = WORK / _key(request)
@@ -128,89 +111,20 @@ def train(lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment, requ
     worker = RUNS[_key(request)] = Worker(lesson, args, profile=PROFILE, data_dir=DATA_DIR, out_dir=out_dir,
                                           max_seconds=MAX_SECONDS)
     worker.start()  # returns once the previous run's process has exited
-    yield from stream(worker, settings, int(float(epochs)))
-
-
-def stream(worker: Worker, settings, epochs: int):
-    start = time.monotonic()
-    points: list[dict] = []
-    picture, latest, pending, last_yield, outcome = None, {}, None, 0.0, None
-    try:
-        yield curves_figure(points), "Starting the training process…", picture
-        for kind, value, data in worker.events():
-            if kind == "row":
-                latest = value
-                points += curve_points(value)
-                if data is not None:
-                    pending = (data, int(value["epoch"]))
-                if time.monotonic() - last_yield < UPDATE_EVERY:
-                    continue
-            else:
-                outcome = (kind, value)
-            if pending is not None:
-                picture = draw_picture(worker.lesson, settings, *pending) or picture
-                pending = None
-            last_yield = time.monotonic()
-            status = progress_line(latest, epochs, last_yield - start) if outcome is None \
-                else final_status(worker, outcome, latest, last_yield - start)
-            yield curves_figure(points), status, picture
-    finally:  # the visitor left (the stream was closed): their run stops too
-        if outcome is None:
-            worker.stop()
-
-
-def final_status(worker: Worker, outcome: tuple, latest: dict, elapsed: float) -> str:
-    kind, value = outcome
-    kept = (worker.checkpoint / "model.safetensors").is_file()
-    if kind == "done":
-        shown = {k: v for k, v in value.items() if k in ("test_accuracy", "final_loss", "swd", "fid")}
-        return f"**Done** in {elapsed:.0f} s: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in shown.items()) \
-            + ". Try it, download it or push it below."
-    if kind == "stopped":
-        forced = " (its process did not stop in time and was ended)" if worker.forced else ""
-        return (f"**Stopped** by {worker.stop_reason} after {elapsed:.0f} s (epoch {latest.get('epoch', 0):.2f})"
-                f"{forced}; " + ("the model so far is kept: try it, download it or push it below." if kept
-                                 else "nothing was saved yet."))
-    return f"**Error:** {value} " + ("The checkpoint it saved last is kept: try it, download it or push it below."
-                                     if kept else "Nothing of it was saved.")
-
-
-def draw_picture(lesson: str, settings, data, epoch: int) -> str | None:
-    """The lesson's picture after `epoch` as a file (None if it fails: never worth ending the stream)."""
-    try:
-        return OUTPUTS.write(settings.picture.draw(data, f"{lesson}, epoch {epoch}"), f"{lesson}-epoch-{epoch}.png")
-    except Exception as error:  # noqa: BLE001
-        print(f"[playground] picture of {lesson} failed: {type(error).__name__}: {error}", file=sys.stderr)
-        return None
+    yield from playground.stream(worker, settings, int(float(epochs)), OUTPUTS, UPDATE_EVERY)
 
 
 # ---- housekeeping ----------------------------------------------------------------------------------
 
 
-def prune(now: float | None = None) -> None:
+def prune() -> None:
     """Delete visitors' folders untouched for FILES_MAX_AGE (never the one of a run in progress)."""
-    now = time.time() if now is None else now
-    active = {w.out_dir.parent for w in RUNS.values() if w.alive}
-    for folder in WORK.glob("*") if WORK.is_dir() else []:
-        with contextlib.suppress(OSError):
-            if folder not in active and now - folder.stat().st_mtime > FILES_MAX_AGE:
-                shutil.rmtree(folder)
+    serving.prune_folders(WORK, FILES_MAX_AGE, keep={w.out_dir.parent for w in RUNS.values() if w.alive})
     for key in [k for k, w in RUNS.items() if not w.out_dir.exists()]:
         RUNS.pop(key, None)
 
 
-def prune_forever() -> None:
-    # A thread rather than a gr.Timer: a Timer ticks in each open page (an event per visitor per tick,
-    # and none while nobody has the page open), and pruning must run whether or not anyone visits.
-    while True:
-        time.sleep(PRUNE_EVERY)
-        try:
-            prune()
-        except Exception as error:  # noqa: BLE001  (the next round tries again)
-            print(f"[playground] pruning failed: {type(error).__name__}: {error}", file=sys.stderr)
-
-
-threading.Thread(target=prune_forever, name="prune-visitors", daemon=True).start()
+serving.every(PRUNE_EVERY, prune, "prune-visitors")
 
 
 # ---- endpoints ---------------------------------------------------------------------------------
@@ -313,30 +227,9 @@ def download(request: gr.Request) -> str:
     return OUTPUTS.write(buffer.getvalue(), f"{worker.lesson}.zip")
 
 
-def push_checkpoint(folder: Path, repo_name: str, profile, token) -> str:
-    """Publish `folder` to the visitor's account as PROFILE/REPO_NAME in one commit, with their token.
-
-    A stopped run is pushed too (`allow_unfinished`): the visitor pressed Stop on purpose, and the
-    repo says what it holds (its card opens with where the run stopped, see training.card)."""
-    from training.hub import PublishError, publish, stopped
-
-    if profile is None or token is None:
-        return ("Sign in with Hugging Face first (the button above); on a local server, download the "
-                "ZIP and run `python -m training.hub FOLDER ORG/NAME` (with `--allow-unfinished` for a "
-                "stopped run).")
-    name = (repo_name or "").strip()
-    try:
-        url = publish(folder, f"{profile.username}/{name}", token=token.token, allow_unfinished=True)
-    except PublishError as error:  # its message may name the folder: not a path of the server on the page
-        return f"Not pushed: {str(error).replace(str(folder), folder.name)}"
-    where = stopped(folder)
-    note = f" It holds a run {where}, and its model card says so." if where else ""
-    return f"Pushed to https://huggingface.co/{profile.username}/{name} in one commit ({url}).{note}"
-
-
 def push(repo_name, request: gr.Request, profile: gr.OAuthProfile | None, oauth_token: gr.OAuthToken | None):
     """The visitor's checkpoint, finished or stopped, to their own account (needs their sign-in)."""
-    return push_checkpoint(finished_run(request, idle=True).checkpoint, repo_name, profile, oauth_token)
+    return playground.push_checkpoint(finished_run(request, idle=True).checkpoint, repo_name, profile, oauth_token)
 
 
 def leave(request: gr.Request) -> None:
@@ -350,8 +243,6 @@ def _key(request) -> str:
     """A visitor's folder name: their session hash, reduced to safe characters."""
     raw = getattr(request, "session_hash", None) or "anonymous"
     return "".join(c for c in str(raw) if c.isalnum())[:64] or "anonymous"
-
-
 
 
 # ---- the page --------------------------------------------------------------------------------------
@@ -399,7 +290,7 @@ ON_SPACE = bool(os.environ.get("SPACE_ID"))  # Sign-in with Hugging Face exists 
 LR, EPOCHS, BATCH = widest("lr"), widest("epochs"), widest("batch_size")
 OPTIMIZERS = list(dict.fromkeys(name for s in OFFERED.values() if s.optimizer for name in s.optimizer.choices))
 
-with gr.Blocks(title="Zero to GANs: training playground", delete_cache=DELETE_CACHE) as demo:
+with gr.Blocks(title="Zero to GANs: training playground", delete_cache=serving.DELETE_CACHE) as demo:
     gr.Markdown("# Training playground\nTrain a lesson of *Deep Learning with PyTorch: Zero to GANs* "
                 "here, live: pick it, set what it teaches, press **Train** and watch. One run at a time "
                 f"on this server, at most {MAX_SECONDS:.0f} s each; others wait their turn.")
@@ -467,7 +358,7 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=DELETE_CA
     demo.load(None, js=SELECT_BRUSH)
     demo.unload(leave)
 
-queue(demo, max_size=QUEUE_SIZE)
+serving.queue(demo, max_size=QUEUE_SIZE)
 
 if __name__ == "__main__":
-    launch(demo, max_file_size="10mb")
+    serving.launch(demo, max_file_size="10mb")
