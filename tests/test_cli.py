@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
+
 import pytest
 from conftest import run_training, train
 
 from training import LESSONS
+from training.cli import lesson_module
 from training.config import ConfigError, make_config
 from training.lessons import mnist_mlp
+from training.report import human
 
 
 def test_help_lists_lessons_and_the_lessons_settings():
@@ -68,23 +73,165 @@ def test_missing_data_names_the_folder_the_layout_and_the_option(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_tensorboard_tracker_logs_every_epoch(tmp_path):
+def test_tensorboard_gets_every_check_and_every_epoch_and_its_files_go_into_the_checkpoint(tmp_path):
+    import socket
+
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    train("mnist-mlp", tmp_path, "--tracker", "tensorboard", "--epochs=3")
-    logs = tmp_path / "logs" / "mnist-mlp"
-    events = EventAccumulator(str(logs))
+    from training.hub import files_to_upload
+
+    # Batches of 4: 160 a process an epoch, so the running means are checked at batches 50, 100, 150.
+    train("mnist-mlp", tmp_path, "--tracker", "tensorboard", "--epochs=3", "--batch_size=4")
+    folder = tmp_path / "mnist-mlp"
+    events = EventAccumulator(str(folder / "runs"))  # read from the checkpoint, as the Hub reads it
     events.Reload()
-    steps = [event.step for event in events.Scalars("val_accuracy")]
-    assert steps == [1, 2, 3]
-    assert not (tmp_path / "mnist-mlp" / "logs").exists()  # outside the checkpoint that is swapped
+    assert [event.step for event in events.Scalars("val_accuracy")] == [160, 320, 480]  # one x-axis: batches
+    assert [event.step for event in events.Scalars("step/train_loss")] == [50, 100, 150, 210, 260, 310, 370, 420, 470]
+    uploaded = [name for name in files_to_upload(folder) if name.startswith("runs/")]
+    assert any("tfevents" in name for name in uploaded) and not any(socket.gethostname() in n for n in uploaded)
 
 
-def test_all_runs_every_lesson_in_course_order(tmp_path):
+def test_numbers_are_printed_as_people_write_them():
+    from training.report import duration, human
+
+    assert [human(v) for v in (24180.4, 2.418e4, 1234567, 0.12345, 12.3456, 0.0, 1e-5, float("nan"), "adamw")] == [
+        "24,180", "24,180", "1,234,567", "0.1235", "12.35", "0", "1.00e-05", "nan", "adamw"]
+    assert [duration(s) for s in (0.4, 42, 185, 4800)] == ["0s", "42s", "3m05s", "1h20m"]
+
+
+def test_a_result_worse_than_its_reference_by_more_than_the_spread_is_marked():
+    from training.report import Reference, compare
+
+    accuracy = Reference("test_accuracy", 92.62, spread=0.3, seconds=10)
+    assert compare(accuracy, 92.40) == ("within the spread (-0.22)", False)
+    assert compare(accuracy, 93.00)[1] is False and compare(accuracy, 93.00)[0].startswith("better")
+    assert compare(accuracy, 92.00) == ("**worse by more than the spread** (-0.62, spread 0.3)", True)
+    swd = Reference("swd", 30.7, spread=5, seconds=180, higher_is_better=False)  # lower is better
+    assert compare(swd, 20.0)[1] is False and compare(swd, 36.0)[1] is True
+
+
+def test_without_a_terminal_a_run_prints_progress_lines_with_time_left(tmp_path):
+    result = run_training("mnist-cnn", "--profile", "smoke", "--out-dir", str(tmp_path), "--epochs=2",
+                          "--progress-every", "0.2")
+    lines = [line for line in result.stderr.splitlines() if " batch " in line]
+    assert lines, result.stderr[-2000:]
+    pattern = re.compile(r"^\[mnist-cnn\] epoch [12]/2  batch \d+/\d+  loss \d+\.\d+  [\d,]+ img/s  "
+                         r"epoch left \d+s  run left \d+s$")
+    assert all(pattern.match(line) for line in lines), lines
+
+
+def parse_table(text: str) -> list[dict]:
+    """The rows of the first markdown table in `text`, as dicts keyed by its header."""
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    header = [cell.strip() for cell in lines[0].strip("|").split("|")]
+    assert set(lines[1]) <= {"|", "-"}
+    return [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|")), strict=True))
+            for line in lines[2:]]
+
+
+def test_all_runs_every_lesson_in_course_order_and_ends_with_the_results(tmp_path):
     result = run_training("all", "--profile", "smoke", "--out-dir", str(tmp_path), "--seed=3")
     starts = [result.stdout.find(f"[{lesson}] profile smoke,") for lesson in LESSONS]
     assert -1 not in starts and starts == sorted(starts), result.stdout[-2000:]
     for lesson in LESSONS:
         assert (tmp_path / lesson / "model.safetensors").is_file()
+    places = re.findall(r"^\[all\] lesson (\d+) of (\d+): ([\w-]+); job left (.+)$", result.stdout, re.MULTILINE)
+    assert [(int(k), int(n), name) for k, n, name, _ in places] == [
+        (k, len(LESSONS), name) for k, name in enumerate(LESSONS, 1)]
+    assert places[0][3] == "unknown"  # smoke has no reference times; then the finished lessons' mean
+    assert all(re.fullmatch(r"about \d+s", left) for *_, left in places[1:]), places
+
+    printed = parse_table(result.stdout.split("results (also in")[1])
+    page = (tmp_path / "RESULTS.md").read_text()
+    written = parse_table(page)
+    assert [row["lesson"] for row in printed] == [row["lesson"] for row in written] == list(LESSONS)
+    for shown, row, lesson in zip(printed, written, LESSONS, strict=True):
+        metrics = json.loads((tmp_path / lesson / "metrics.json").read_text())
+        module = lesson_module(lesson)
+        assert row["metric"] == shown["metric"] == (module.REFERENCE.metric if module.REFERENCE
+                                                      else next(iter(module.TASK["metrics"])))
+        assert float(row["result"].replace(",", "")) == pytest.approx(metrics[row["metric"]], rel=1e-3)
+        assert row["vs reference"] == "not compared: this run used the smoke profile"  # no reference for smoke
+        assert row["training time"].startswith(f"{human(metrics['train_seconds'])} s (")
+        assert shown["checkpoint"] == str(tmp_path / lesson) and row["checkpoint"] == f"[{lesson}/]({lesson}/)"
+        assert {k: v for k, v in shown.items() if k != "checkpoint"} == {k: v for k, v in row.items() if k != "checkpoint"}
+    for link in re.findall(r"!\[[^]]*\]\(([^)]+)\)", page):  # curves and pictures, relative to the page
+        assert (tmp_path / link).is_file(), link
+    assert "(mnist-gan/samples/epoch_002.png)" in page and "(cifar10-cnn/curves.png)" in page
     assert run_training("all", "--profile", "smoke", "--out-dir", str(tmp_path), "--no_such=1",
                         check=False).returncode == 2
+
+
+def test_every_number_a_lesson_takes_has_its_range():
+    import dataclasses
+    import typing
+
+    from training.cli import lesson_module
+    from training.config import field_ranges, field_types
+
+    for name in LESSONS:
+        config = lesson_module(name).Config
+        ranges = field_ranges(config)
+        for field in dataclasses.fields(config):
+            kind = field_types(config)[field.name]
+            item = typing.get_args(kind)[0] if typing.get_origin(kind) in (list, tuple) else kind
+            if item in (int, float):
+                assert field.name in ranges, f"{name}: --{field.name} has no valid range"
+
+
+@pytest.mark.parametrize("lesson, setting, message", [
+    ("mnist-logistic", "--epochs=-3", "--epochs must be at least 1; got -3"),
+    ("cifar10-resnet9", "--batch_size=0", "--batch_size must be at least 1; got 0"),
+    ("mnist-mlp", "--lr=0", "--lr must be above 0; got 0"),
+    ("cifar10-cnn", "--hidden_sizes=64,0", "--hidden_sizes must be at least 1 for each value; got 64,0"),
+    ("image-folder", "--val_fraction=1.5", "--val_fraction must be from 0 to 1; got 1.5"),
+    ("anime-dcgan", "--lr=nan", "--lr must be a finite number"),
+])
+def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsys, lesson, setting, message):
+    from training.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main([lesson, setting, "--data-dir", str(tmp_path / "nothing"), "--out-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in err
+    assert "not found" not in err and "Traceback" not in err
+    assert not (tmp_path / lesson).exists()
+
+
+def test_all_checks_each_lessons_data_in_the_torchvision_layout_before_training(tmp_path, monkeypatch):
+    """A data folder with CIFAR-10 as torchvision's batches (made tiny: only the layout is checked
+    up front) satisfies the CIFAR-10 lessons and image-folder, which takes its example from it."""
+    from training import mnist
+    from training.cli import check_data, parser
+    from training.data import DataNotFound
+
+    monkeypatch.setattr(mnist, "unreachable", lambda url: "URLError: offline")
+    data = tmp_path / "data"
+    (data / "cifar-10-batches-py").mkdir(parents=True)
+    for name in ("data_batch_1", "test_batch", "batches.meta"):
+        (data / "cifar-10-batches-py" / name).write_bytes(b"tiny")
+    args = parser().parse_args(["all", "--data-dir", str(data), "--out-dir", str(tmp_path / "out")])
+    cifar_and_project = ["cifar10-mlp", "cifar10-cnn", "cifar10-resnet9", "cifar10-airbench", "image-folder"]
+    check_data({name: [] for name in cifar_and_project}, args)  # nothing missing
+    with pytest.raises(DataNotFound) as missing:
+        check_data({name: [] for name in LESSONS}, args)
+    assert "MNIST not found" in str(missing.value) and "CIFAR-10" not in str(missing.value)
+
+
+def test_image_folder_takes_its_course_example_from_cifar10_tensors():
+    import torch
+
+    from training.cifar10 import CLASSES
+    from training.data import TensorData
+    from training.image_folder import course_example
+
+    labels = torch.arange(200) % 10
+    images = (labels * 25).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 32, 32).contiguous()
+    data = course_example(TensorData(images, labels), TensorData(images[:50], labels[:50]),
+                          ["dog", "airplane", "cat"], 64, 0.1, seed=0)
+    assert data.class_names == ["airplane", "cat", "dog"]
+    assert data.train.inputs.shape[1:] == (3, 64, 64) and data.train.inputs.dtype == torch.uint8
+    assert len(data.train) + len(data.val) == 60 and len(data.test) == 15 and len(data.val) == 6
+    for split in (data.train, data.val, data.test):  # each image keeps its class's grey level
+        shade = {0: CLASSES.index("airplane") * 25, 1: CLASSES.index("cat") * 25, 2: CLASSES.index("dog") * 25}
+        assert all(int(image[0, 0, 0]) == shade[int(label)] for image, label in zip(split.inputs, split.labels, strict=True))

@@ -52,6 +52,29 @@ def test_stage_is_self_contained(space, tmp_path):
         deploy.stage(space, staged)
 
 
+@pytest.mark.parametrize("space", SPACES)
+def test_a_staged_space_pins_the_versions_installed_here(space, tmp_path):
+    """Every `==` pin of the staged requirements.txt is the version this Python has (the tests'
+    own), torch's CPU build label kept; the rest of the file is unchanged."""
+    from importlib import metadata
+
+    source = (ROOT / "spaces" / space / "requirements.txt").read_text().splitlines()
+    staged = (deploy.stage(space, tmp_path / space) / "requirements.txt").read_text().splitlines()
+    assert len(staged) == len(source)
+    pins = dict(line.split("==") for line in staged if "==" in line)
+    assert {"torch", "huggingface_hub", "safetensors", "numpy", "pillow"} <= set(pins)
+    for name, version in pins.items():
+        assert version.split("+")[0] == metadata.version(name).split("+")[0], name
+    assert pins["torch"].endswith("+cpu")
+    assert [line for line in staged if "==" not in line] == [line for line in source if "==" not in line]
+
+
+def test_a_pin_of_a_package_not_installed_is_refused(tmp_path):
+    with pytest.raises(SystemExit, match="pins no-such-package, which is not installed here"):
+        deploy.pin_installed("no-such-package==1.0\n", "spaces/x/requirements.txt")
+    assert deploy.pin_installed("# vendor: training\ntorch>=2\n", "x") == "# vendor: training\ntorch>=2\n"
+
+
 def test_staged_digits_space_runs_on_its_own(tmp_path):
     """From a temporary folder, with a Python that cannot import this checkout, PYTHONPATH unset and
     the working directory elsewhere: the staged app serves predictions, and says which weights are

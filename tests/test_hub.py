@@ -10,6 +10,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -196,29 +197,182 @@ def test_fid_note_names_no_path():
     assert str(Path(torch.hub.get_dir())) not in note and str(Path.home()) not in note and "/" not in note
 
 
-def test_cards_say_task_dataset_and_library_as_the_hub_reads_them():
+def card_of(lesson: str, metrics: dict, folder: Path, task: dict | None = None, **config):
+    """The card training writes for `lesson` (real data unless config says synthetic_data), saved to
+    `folder` and read back with huggingface_hub's parser, as the Hub reads it."""
     from huggingface_hub import ModelCard
 
-    from shared.models.registry import HubModel
     from training.card import model_card
     from training.cli import lesson_module
+
+    snapshot = SimpleNamespace(task=task or lesson_module(lesson).TASK, lesson=lesson, profile="cpu", complete=True,
+                               modules={}, published="model", config={"synthetic_data": False, **config},
+                               progress=None)
+    folder.mkdir(parents=True, exist_ok=True)
+    model_card(snapshot, metrics).save(folder / "README.md")
+    return ModelCard.load(folder / "README.md")
+
+
+# The datasets of the lessons' TASKs that are on the Hub (checked there: ylecun/mnist and
+# uoft-cs/cifar10 are the canonical MNIST and CIFAR-10 repos); the rest are not Hub datasets.
+HUB_DATASETS = {"mnist": "ylecun/mnist", "cifar10": "uoft-cs/cifar10", "anime": HUB_DATASET}
+
+
+def test_cards_say_task_dataset_and_library_as_the_hub_reads_them(tmp_path):
+    from shared.models.registry import CODE_URL, HubModel
 
     pipeline = {"image-classification": {"mnist-logistic", "mnist-mlp", "mnist-cnn", "cifar10-mlp", "cifar10-cnn",
                                          "cifar10-resnet9", "cifar10-airbench", "image-folder"},
                 "unconditional-image-generation": {"mnist-gan", "anime-dcgan"},
                 "tabular-regression": {"linear-regression", "insurance-regression"}}
-    datasets = {"mnist": ["ylecun/mnist"], "cifar10": ["uoft-cs/cifar10"], "anime": [HUB_DATASET],
-                "linear": None, "insurance": None, "image": None}
     mixin = HubModel._hub_mixin_info.model_card_data
     for lesson in LESSONS:
-        snapshot = SimpleNamespace(task=lesson_module(lesson).TASK, lesson=lesson, profile="cpu", complete=True,
-                                   modules={}, published="model", config={}, progress=None)
-        card = ModelCard(str(model_card(snapshot, {})))
+        card = card_of(lesson, {}, tmp_path / lesson)
+        hub_id = next((v for k, v in HUB_DATASETS.items() if lesson.startswith(k)), None)
         assert lesson in pipeline[card.data.pipeline_tag], lesson
-        assert card.data.datasets == next(v for k, v in datasets.items() if lesson.startswith(k)), lesson
+        assert card.data.datasets == ([hub_id] if hub_id else None), lesson
         assert (card.data.library_name, card.data.license) == (mixin.library_name, mixin.license)
         assert set(mixin.tags) <= set(card.data.tags)
-        assert "github.com" not in card.text and "http" not in card.text  # no link the project does not have
+        # Links to nothing but the code (CODE_URL) and the Hub page of the card's own dataset.
+        links = set(re.findall(r"https?://[^\s)\"]+", card.text))
+        assert links <= {CODE_URL, f"https://huggingface.co/datasets/{hub_id}"}, (lesson, links)
+
+
+def test_model_index_holds_only_hub_datasets_and_the_text_names_the_rest(tmp_path):
+    """Every lesson with its metrics: a model-index result only with a Hub dataset id as its type; a
+    dataset that is not on the Hub (crop yields, insurance.csv, a user's folder) named in the text,
+    next to its numbers, and nowhere in the metadata."""
+    from training.cli import lesson_module
+
+    not_on_hub = set()
+    for lesson in LESSONS:
+        task = lesson_module(lesson).TASK
+        metrics = {key: 0.5 for key in task["metrics"]}
+        card = card_of(lesson, metrics, tmp_path / lesson)
+        hub_id = next((v for k, v in HUB_DATASETS.items() if lesson.startswith(k)), None)
+        if hub_id:
+            assert {r.dataset_type for r in card.data.eval_results} == {hub_id}, lesson
+            assert len(card.data.eval_results) == len(task["metrics"])
+            assert f"[`{hub_id}`](https://huggingface.co/datasets/{hub_id})" in card.text
+        else:
+            not_on_hub.add(lesson)
+            assert card.data.eval_results is None and card.data.datasets is None, lesson
+            metadata = json.dumps(card.data.to_dict())
+            assert "model-index" not in metadata and task["dataset"] not in metadata, lesson
+            assert f"Trained on {task['dataset_name']}, which is not a Hugging Face Hub dataset" in card.text
+            for label in task["metrics"].values():
+                assert f"| {label} | 0.5 |" in card.text  # the numbers are still on the card
+    assert not_on_hub == {"linear-regression", "insurance-regression", "image-folder"}
+
+
+def write_cifar_folder(root: Path, suffix: str, per_class: int = 3) -> Path:
+    """root/cifar10/{train,test}/<class>/NNNN.<suffix>: 32x32 pictures in one format."""
+    import numpy as np
+
+    from shared.models.cifar import CLASSES
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for name in CLASSES:
+            (root / "cifar10" / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(root / "cifar10" / split / name / f"{i:04d}.{suffix}")
+    return root
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg"])
+def test_cifar10_results_say_which_copy_they_were_measured_on(suffix, tmp_path, monkeypatch):
+    """A real (tiny) run on each copy: on the course's PNGs the test accuracy is a model-index result
+    on uoft-cs/cifar10 that names the copy; on a JPEG copy (as the project's dataset cache is) the
+    card says so and the metadata claims no result on uoft-cs/cifar10's pixels."""
+    from huggingface_hub import ModelCard
+
+    from training.cifar10 import cifar10_copy
+
+    monkeypatch.setenv("ZTG_CACHE_DIR", str(tmp_path / "cache"))
+    data = write_cifar_folder(tmp_path / "data", suffix)
+    metrics = train("cifar10-mlp", tmp_path / "out", "--synthetic_data=false",
+                    "--val_size=10", "--epochs=1", "--data-dir", str(data))
+    card = ModelCard.load(tmp_path / "out" / "cifar10-mlp" / "README.md")
+    copy, original = cifar10_copy(data)
+    assert card.data.datasets == ["uoft-cs/cifar10"] and f"read from {copy}" in card.text
+    if suffix == "png":
+        assert original and "PNG archive" in copy
+        (result,) = card.data.eval_results
+        assert result.dataset_type == "uoft-cs/cifar10" and result.metric_value == metrics["test_accuracy"]
+        assert result.dataset_name == f"CIFAR-10, {copy}"
+    else:
+        assert not original and copy.startswith("a JPEG copy") and "lower" in copy
+        assert card.data.eval_results is None and "model-index" not in json.dumps(card.data.to_dict())
+        assert "measured on that copy, not on `uoft-cs/cifar10`'s own pixels" in card.text
+        assert f"| Test accuracy | {metrics['test_accuracy']} |" in card.text
+
+
+def test_cifar10_copy_names_torchvision_batches_as_the_original(tmp_path):
+    from training.cifar10 import cifar10_copy
+
+    (tmp_path / "cifar-10-batches-py").mkdir()
+    assert cifar10_copy(tmp_path) == ("torchvision's original batches (cifar-10-batches-py)", True)
+    assert cifar10_copy(tmp_path / "nothing") is None
+
+
+def test_a_smoke_run_on_synthetic_data_claims_no_result(tmp_path):
+    from huggingface_hub import ModelCard
+
+    metrics = train("mnist-logistic", tmp_path)
+    card = ModelCard.load(tmp_path / "mnist-logistic" / "README.md")
+    assert card.data.eval_results is None and card.data.datasets is None
+    assert "synthetic stand-in data" in card.text and f"| Test accuracy | {metrics['test_accuracy']} |" in card.text
+
+
+def test_a_card_says_where_the_code_is_and_how_to_install_it(tmp_path):
+    """The pip line installs the package that holds `shared.models` from the URL that pyproject.toml
+    and the models' mixin name; the Load-it snippet then names the repo the card is published to."""
+    from huggingface_hub import ModelCard
+
+    from shared.models.registry import CODE_URL, HubModel
+    from training.card import for_repo
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert project["project"]["urls"]["Source"] == CODE_URL and CODE_URL.startswith("https://")
+    assert "shared*" in project["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert HubModel._hub_mixin_info.repo_url == CODE_URL
+    card = card_of("mnist-cnn", {"test_accuracy": 0.99}, tmp_path)
+    published = ModelCard(for_repo(str(card), "someone/digits"))
+    install = f'pip install "{project["project"]["name"]} @ git+{CODE_URL}"'
+    text = published.text
+    assert install in text and f"[zero-to-gans]({CODE_URL})" in text
+    assert text.index(install) < text.index('MODELS["mnist-cnn"].from_pretrained("someone/digits")')
+
+
+def test_huggingface_hub_lower_bound_is_the_mixin_the_loader_is_written_for():
+    """`HubModel._from_pretrained` names every keyword the installed mixin passes to it; 0.x passed
+    `proxies` and `resume_download` too, which would fall into `model_kwargs` and reach the model's
+    constructor. So pyproject.toml must not allow a 0.x huggingface_hub."""
+    import inspect
+
+    import huggingface_hub
+    from huggingface_hub import ModelHubMixin
+    from packaging.requirements import Requirement
+
+    from shared.models.registry import HubModel
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    def named(method):
+        return {name for name, p in inspect.signature(method).parameters.items() if p.kind is p.KEYWORD_ONLY}
+
+    passed = named(ModelHubMixin._from_pretrained)
+    assert {"model_id", "revision", "token"} <= passed and {"proxies", "resume_download"}.isdisjoint(passed)
+    assert passed <= named(HubModel._from_pretrained)
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (spec,) = [Requirement(r) for r in project["project"]["dependencies"] if r.startswith("huggingface_hub")]
+    assert huggingface_hub.__version__ in spec.specifier
+    assert not any(v in spec.specifier for v in ("0.26.0", "0.36.2", "0.99"))
+    assert "1.0.0" in spec.specifier
 
 
 def test_every_checkpoint_says_which_model_it_holds(tmp_path):

@@ -156,7 +156,9 @@ def test_the_course_data_folder_trains_three_cifar_classes(tmp_path, capsys):
     (tmp_path / "data" / "MNIST" / "raw").mkdir(parents=True)
     with pytest.raises(SystemExit) as error:  # not MNIST/ taken for a class: a clear error
         train("image-folder", tmp_path / "out", "--synthetic_data=false", "--data-dir", str(tmp_path / "data"))
-    assert error.value.code == 2 and "without the CIFAR-10 image folders" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert error.value.code == 2 and "takes its example (airplane, cat, dog) from CIFAR-10" in err
+    assert "cifar-10-batches-py" in err and "Nothing was trained" in err
     for split in ("train", "test"):
         write_folder(tmp_path / "data" / "cifar10" / split, per_class=6,
                      classes=("airplane", "automobile", "cat", "dog"))

@@ -73,9 +73,9 @@ def test_checkpoint_folder_is_a_hub_model_repo(tmp_path):
     assert (folder / "training_images.png").is_file()  # the notebook opens with the data
     card = ModelCard.load(folder / "README.md")
     assert card.data.license == "mit" and "zero-to-gans" in card.data.tags
-    (result,) = card.data.eval_results
-    assert result.metric_type == "accuracy" and result.metric_value == metrics["test_accuracy"]
-    assert result.dataset_type == "ylecun/mnist" and result.task_type == "image-classification"
+    # Synthetic data (the smoke profile): the numbers are in the text, no result on MNIST is claimed
+    # (a run on real data gets model-index results: tests/test_hub.py).
+    assert card.data.eval_results is None and f"| Test accuracy | {metrics['test_accuracy']} |" in card.text
 
     model = MODELS["mnist-logistic"].from_pretrained(folder)
     assert not model.training

@@ -148,23 +148,67 @@ def test_two_processes_on_an_empty_cache_decode_the_dataset_once(tmp_path):
 
 def test_two_process_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path):
     # Batches of 4 (2 per process): 188 steps per epoch, so the stop checks at 50, 100, 150 fall inside it.
+    # The main process prints a progress line after every batch (--progress-every 0): the SIGTERM
+    # goes out when the first epoch has begun, and reaches the processes before its end.
     args = ["mnist-cnn", "--profile", "smoke", "--epochs=3", "--batch_size=4", "--val_size=16"]
-    process = subprocess.Popen(torchrun_two(tmp_path, *args, out="stopped"), cwd=ROOT, env=environment(tmp_path),
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(torchrun_two(tmp_path, *args, "--progress-every", "0", out="stopped"), cwd=ROOT,
+                               env=environment(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in process.stdout:  # the scheduler's SIGTERM goes to the launcher, which forwards it
-        if "epoch 1/3" in line:
+        if line.startswith("[mnist-cnn] epoch 1/3  batch "):
             process.send_signal(signal.SIGTERM)
             break
     output = process.communicate(timeout=120)[0]
     folder = tmp_path / "stopped" / "mnist-cnn"
     metrics = json.loads((folder / "metrics.json").read_text())
     assert metrics["complete"] is False, output
+    assert metrics["epochs_completed"] == 0 and metrics["step_in_epoch"] in (50, 100, 150), metrics  # inside the epoch
     state = torch.load(folder / "resume" / "state.pt", weights_only=True)
     assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["cpu"], state["rng"][1]["cpu"])
 
     launch_two(tmp_path, *args, "--resume", out="stopped")
     launch_two(tmp_path, *args, out="straight")
     assert same_weights(tmp_path / "straight" / "mnist-cnn", folder)
+
+
+# Records what each model of the run is when it finishes (a DDP wrapper or the module itself).
+RECORD_MODELS = """
+import json, os, sys
+from training.run import Run
+finish = Run.finish
+def recorded_finish(self, **metrics):
+    with open(os.environ["MODELS_LOG"], "a") as log:
+        log.write(json.dumps({name: type(m).__name__ for name, m in self.models.items()}) + "\\n")
+    return finish(self, **metrics)
+Run.finish = recorded_finish
+""" + RECORD_SAVES
+
+
+def test_two_processes_keep_the_averaged_generator_out_of_ddp_and_resume_it_exactly(tmp_path):
+    """The moving average of the GAN's generator is never trained: no DDP wrapper, yet saved,
+    published (the checkpoint's root) and restored like the trained modules."""
+    script = tmp_path / "record_models.py"
+    script.write_text(RECORD_MODELS)
+    args = ["mnist-gan", "--profile", "smoke", "--batch_size=32", "--swd_images=32", "--fid_images=32"]
+    env = environment(tmp_path, MODELS_LOG=str(tmp_path / "models.log"))
+
+    def launch(out: str, *extra: str) -> None:
+        command = torchrun_two(tmp_path, *args, *extra, out=out)
+        command[command.index(str(tmp_path / "record_saves.py"))] = str(script)
+        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+
+    launch("straight", "--epochs=2")
+    models = [json.loads(line) for line in (tmp_path / "models.log").read_text().splitlines()]
+    assert len(models) == 2  # one line per process
+    for seen in models:
+        assert seen["generator"] == seen["discriminator"] == "DistributedDataParallel", seen
+        assert seen["generator_average"] != "DistributedDataParallel", seen
+    launch("resumed", "--epochs=1")
+    launch("resumed", "--epochs=2", "--resume")
+    for sub in ("", "generator", "discriminator"):  # the root is the published average
+        assert same_weights(tmp_path / "straight" / "mnist-gan" / sub, tmp_path / "resumed" / "mnist-gan" / sub), sub
+    folder = tmp_path / "resumed" / "mnist-gan"
+    assert not same_weights(folder, folder / "generator")  # the root holds the average, not the raw generator
 
 
 def accelerate_launch(config: str, *args: str, env: dict) -> subprocess.Popen:

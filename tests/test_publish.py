@@ -30,8 +30,12 @@ def test_staging_for_an_org_points_the_space_at_its_repos(space, tmp_path):
     staged = deploy.stage(space, tmp_path / space, weights_org="acme")
     meta = metadata_load(staged / "README.md")
     assert meta["models"] == [f"acme/{lesson}" for lesson in SPACES[space]]
-    assert meta["preload_from_hub"] == meta["models"]  # fetched when the Space is built
+    assert "preload_from_hub" not in meta  # nobody asked the Hub which of them exist
     assert meta["suggested_hardware"] == "cpu-basic" and meta["sdk"] == "gradio"
+    existing = {f"acme/{SPACES[space][-1]}", "acme/not-listed"}
+    meta = metadata_load(deploy.stage(space, tmp_path / "preloading", weights_org="acme", preload=existing)
+                         / "README.md")
+    assert meta["preload_from_hub"] == [f"acme/{SPACES[space][-1]}"]  # fetched when the Space is built
     assert metadata_load(ROOT / "spaces" / space / "README.md")["models"][0].startswith("zero-to-gans/")
     with pytest.raises(SystemExit, match="not a Hub user or organisation"):
         deploy.stage(space, tmp_path / "bad", weights_org="acme/oops")
@@ -47,16 +51,20 @@ def test_requirements_pin_an_exact_cpu_build_of_torch(space):
     assert any(line.startswith("torch==") and line.endswith("+cpu") for line in pins)
 
 
-def fake_api(monkeypatch) -> mock.MagicMock:
-    """HfApi replaced by an autospec double: a call with a wrong argument fails as it would for real."""
+def fake_api(monkeypatch, missing=(), private=()) -> mock.MagicMock:
+    """HfApi replaced by an autospec double: a call with a wrong argument fails as it would for real.
+    Every model repo exists, but those in `missing`; those in `private` are private."""
     import huggingface_hub
 
     import training.hub
 
     api = mock.create_autospec(HfApi, instance=True)
     api.create_commit.return_value.commit_url = "https://huggingface.co/commit/1"
+    api.upload_folder.return_value.commit_url = "https://huggingface.co/spaces/commit/2"
     api.list_repo_files.return_value = [".gitattributes", "README.md", "old_module.py"]
-    api.repo_info.return_value.private = True
+    api.repo_exists.side_effect = lambda repo_id, **kwargs: repo_id not in missing
+    api.repo_info.side_effect = lambda repo_id, **kwargs: mock.Mock(private=repo_id in private)
+    api.whoami.return_value = {"name": "acme-bot", "auth": {"accessToken": {"role": "read"}}}
     for module in (huggingface_hub, training.hub):
         monkeypatch.setattr(module, "HfApi", lambda *args, **kwargs: api)
     monkeypatch.setenv("HF_TOKEN", "hf_FAKEtoken1234567890abcdefghij")
@@ -69,34 +77,98 @@ def committed(call) -> dict[str, str]:
             for op in call.args[1]}
 
 
-def test_upload_is_one_commit_to_a_space_wired_to_the_org(monkeypatch):
-    api = fake_api(monkeypatch)
-    readme = []
-    api.create_commit.side_effect = lambda repo_id, operations, **kw: readme.extend(
-        Path(op.path_or_fileobj).read_text() for op in operations if op.path_in_repo == "README.md") or mock.DEFAULT
-    deploy.upload("digits", "acme/sketchpad", weights_org="acme")
+def uploaded(api) -> list[dict]:
+    """What each upload_folder call sent: its arguments, and the folder's files with the README's
+    front matter (read during the call: the staged folder is temporary)."""
+    sent = []
+
+    def record(**kwargs):
+        folder = Path(kwargs["folder_path"])
+        sent.append({**kwargs, "files": {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()},
+                     "meta": metadata_load(folder / "README.md"),
+                     "requirements": (folder / "requirements.txt").read_text()})
+        return mock.DEFAULT
+
+    api.upload_folder.side_effect = record
+    return sent
+
+
+def test_upload_is_one_mirroring_commit_to_a_space_wired_to_the_org(monkeypatch):
+    """upload_folder with delete_patterns="*" (what it leaves: .gitattributes), the README pointing
+    at the org's repos and preloading only those the Hub has (acme/mnist-mlp is missing)."""
+    api = fake_api(monkeypatch, missing={"acme/mnist-mlp"})
+    sent = uploaded(api)
+    assert deploy.upload("digits", "acme/sketchpad", weights_org="acme") == "https://huggingface.co/spaces/commit/2"
     api.create_repo.assert_called_once_with("acme/sketchpad", repo_type="space", space_sdk="gradio",
                                             private=None, exist_ok=True)
-    (call,) = api.create_commit.call_args_list
-    assert call.args[0] == "acme/sketchpad" and call.kwargs["repo_type"] == "space"
-    files = committed(call)
-    assert files["app.py"] == files["shared/preprocessing.py"] == "add"
-    assert files["old_module.py"] == "delete" and ".gitattributes" not in files
-    assert "- acme/mnist-cnn" in readme[0] and "preload_from_hub" in readme[0]
+    assert {c.args[0] for c in api.repo_exists.call_args_list} == {f"acme/{m}" for m in SPACES["digits"]}
+    api.create_commit.assert_not_called()
+    api.add_space_secret.assert_not_called()  # public repos: the Space needs no token
+    (call,) = sent
+    assert call["repo_id"] == "acme/sketchpad" and call["repo_type"] == "space" and call["delete_patterns"] == "*"
+    assert {"app.py", "README.md", "requirements.txt", "shared/preprocessing.py"} <= call["files"]
+    assert call["meta"]["models"] == ["acme/mnist-cnn", "acme/mnist-mlp", "acme/mnist-logistic"]
+    assert call["meta"]["preload_from_hub"] == ["acme/mnist-cnn", "acme/mnist-logistic"]
 
 
-def test_publish_pushes_each_finished_checkpoint_then_every_space(monkeypatch, tmp_path):
-    train("mnist-cnn", tmp_path / "checkpoints")
-    (tmp_path / "checkpoints" / "unfinished").mkdir()  # no metrics.json: not pushed
-    api = fake_api(monkeypatch)
-    deploy.publish("acme", tmp_path / "checkpoints", private=True)
+def test_spaces_reading_private_repos_get_a_read_token_secret_or_nothing_is_uploaded(monkeypatch, capsys):
+    private = {"acme/mnist-cnn", "acme/mnist-mlp", "acme/mnist-logistic"}
+    api = fake_api(monkeypatch, private=private)
+    monkeypatch.delenv(deploy.READ_TOKEN_VAR, raising=False)
+    with pytest.raises(SystemExit) as refused:
+        deploy.main(["upload", "digits", "acme/sketchpad", "--weights-org", "acme", "--private"])
+    message = str(refused.value.code)
+    assert "acme/mnist-cnn, acme/mnist-mlp, acme/mnist-logistic are private" in message
+    assert "acme/sketchpad was not uploaded" in message and message.endswith(
+        "ZTG_SPACE_READ_TOKEN=<your read token> python spaces/deploy.py upload digits acme/sketchpad "
+        "--weights-org acme --private")
+    api.create_repo.assert_not_called()
+    api.upload_folder.assert_not_called()
+
+    sent = uploaded(api)
+    read_token = "hf_READtoken1234567890abcdefghijkl"
+    monkeypatch.setenv(deploy.READ_TOKEN_VAR, read_token)
+    assert deploy.main(["upload", "digits", "acme/sketchpad", "--weights-org", "acme", "--private"]) == 0
+    api.whoami.assert_called_once_with(token=read_token)
+    (secret,) = api.add_space_secret.call_args_list
+    assert secret.args == ("acme/sketchpad", "HF_TOKEN", read_token)
+    # Set before the upload, whose build needs it; the private repos are loaded at start-up, not preloaded.
+    assert [c[0] for c in api.mock_calls].index("add_space_secret") < [c[0] for c in api.mock_calls].index("upload_folder")
+    assert "preload_from_hub" not in sent[0]["meta"] and read_token not in capsys.readouterr().out
+
+    api.whoami.return_value = {"auth": {"accessToken": {"role": "write"}}}
+    api.add_space_secret.reset_mock()
+    with pytest.raises(SystemExit, match="is a write token"):
+        deploy.upload("digits", "acme/sketchpad", weights_org="acme", read_token=read_token)
+    api.add_space_secret.assert_not_called()
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory) -> Path:
+    """checkpoints/ with one finished smoke run (mnist-cnn) and an unfinished folder."""
+    out = tmp_path_factory.mktemp("checkpoints")
+    train("mnist-cnn", out)
+    (out / "unfinished").mkdir()  # no metrics.json: not pushed
+    return out
+
+
+def test_publish_pushes_each_finished_checkpoint_then_every_space(monkeypatch, finished):
+    api = fake_api(monkeypatch, private={"acme/mnist-cnn"})
+    sent = uploaded(api)
+    with pytest.raises(SystemExit, match="private, so each Space of acme needs a read token .*; nothing was uploaded"):
+        deploy.publish("acme", finished, private=True)
+    api.create_repo.assert_not_called()  # refused before anything was pushed
+    deploy.publish("acme", finished, private=True, read_token="hf_READtoken1234567890abcdefghijkl")
     created = [(c.args[0], c.kwargs["repo_type"], c.kwargs["private"]) for c in api.create_repo.call_args_list]
     assert created == [("acme/mnist-cnn", "model", True)] + [(f"acme/{s}", "space", True) for s in deploy.list_spaces()]
-    commits = [(c.args[0], c.kwargs["repo_type"]) for c in api.create_commit.call_args_list]
-    assert commits == [("acme/mnist-cnn", "model")] + [(f"acme/{s}", "space") for s in deploy.list_spaces()]
-    assert committed(api.create_commit.call_args_list[0])["model.safetensors"] == "add"
+    (model_commit,) = api.create_commit.call_args_list
+    assert model_commit.args[0] == "acme/mnist-cnn" and committed(model_commit)["model.safetensors"] == "add"
+    assert [(c["repo_id"], c["repo_type"]) for c in sent] == [(f"acme/{s}", "space") for s in deploy.list_spaces()]
+    # Only the Spaces that list the private repo get the secret.
+    assert [c.args[0] for c in api.add_space_secret.call_args_list] == [
+        f"acme/{s}" for s in deploy.list_spaces() if "acme/mnist-cnn" in deploy.space_models(s, "acme")]
     with pytest.raises(SystemExit, match="no finished checkpoint"):
-        deploy.publish("acme", tmp_path / "empty")
+        deploy.publish("acme", finished / "empty")
 
 
 # ---- end to end: an org's repos in a pre-filled cache, staged Spaces, no network ------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
 import signal
 import subprocess
 import sys
@@ -43,23 +45,31 @@ def start(out_dir, *args):
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+PROGRESS_LINE = re.compile(r"^\[mnist-cnn\] epoch (\d+)/6  batch (\d+)/(\d+)  loss [\d.]+  [\d,]+ img/s  "
+                           r"epoch left \d+s  run left \d+s$")
+
+
 def test_sigterm_mid_epoch_saves_and_resume_matches_an_uninterrupted_run(tmp_path):
     # Augmentation, dropout, batchnorm and a one-cycle schedule: everything a resume must restore.
+    # --progress-every 0: a progress line after every batch (stderr is a pipe here, not a terminal),
+    # so the SIGTERM is sent while the second epoch is under way, 11 batches of ~0.1 s long.
     args = ["--epochs=6", "--val_size=16"]
-    process = start(tmp_path / "stopped", *args)
+    process = start(tmp_path / "stopped", *args, "--progress-every", "0")
     lines = []
-    for line in process.stdout:  # wait until training is under way, then stop it
+    for line in process.stdout:  # wait until the second epoch is under way, then stop it
         lines.append(line)
-        if "epoch 2/6" in line:
-            time.sleep(0.15)
+        progress = PROGRESS_LINE.match(line.rstrip("\n"))
+        if progress and progress[1] == "2":
             process.send_signal(signal.SIGTERM)
             break
     output = "".join(lines) + process.communicate(timeout=120)[0]
     assert process.returncode == 0, output
     assert "--resume" in output
+    assert progress and progress[3] == "11", output  # the lines are where the stop is timed from
     folder = tmp_path / "stopped" / "mnist-cnn"
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert metrics["complete"] is False and 2 <= metrics["epochs_completed"] < 6
+    assert metrics["complete"] is False and metrics["epochs_completed"] == 1, output
+    assert 0 < metrics["step_in_epoch"] < 11, "the stop must fall inside an epoch, not at its end"
     assert (folder / "model.safetensors").is_file() and (folder / "resume" / "state.pt").is_file()
 
     run_training("mnist-cnn", "--profile", "smoke", "--out-dir", str(tmp_path / "stopped"), "--resume", *args)
@@ -88,6 +98,8 @@ def kill_after_epochs(lesson: str, out_dir, epochs: int, *args: str) -> dict:
     # A cosine schedule and augmentation: the step count and the RNG must both be where they were.
     ("mnist-mlp", ["--epochs=12", "--val_size=16"]),
     ("mnist-gan", ["--epochs=8", "--batch_size=16", "--hidden_size=32", "--swd_images=32", "--fid_images=32"]),
+    # A DataLoader, shuffled every epoch: its order must be the one the uninterrupted run draws.
+    ("linear-regression", ["--epochs=40"]),
 ])
 def test_sigkill_after_an_epoch_end_checkpoint_resumes_to_the_same_bits(lesson, args, tmp_path):
     metrics = kill_after_epochs(lesson, tmp_path / "killed", 2, *args)
@@ -96,6 +108,70 @@ def test_sigkill_after_an_epoch_end_checkpoint_resumes_to_the_same_bits(lesson, 
     train(lesson, tmp_path / "straight", *args)
     for sub in ["", *(["generator", "discriminator"] if lesson == "mnist-gan" else [])]:
         assert_same_weights(tmp_path / "straight" / lesson / sub, tmp_path / "killed" / lesson / sub)
+
+
+# A real SIGTERM, sent by the process to itself while it trains a chosen batch (STOP_AT: the
+# 0-based batch of the run), for a lesson whose batches are too short to aim at from outside.
+SIGTERM_AT_BATCH = """
+import os, signal, sys
+from training.run import Run
+log_step = Run.log_step
+def log_step_then_signal(self, **scalars):
+    log_step(self, **scalars)
+    if self.global_step == int(os.environ["STOP_AT"]):
+        os.kill(os.getpid(), signal.SIGTERM)
+Run.log_step = log_step_then_signal
+from training.cli import main
+main(sys.argv[1:])
+"""
+
+
+def test_sigterm_mid_epoch_of_a_dataloader_resumes_at_the_batch_it_stopped(tmp_path):
+    # linear-regression iterates a shuffled DataLoader: 3 batches of 5 rows an epoch. Batch 7 of
+    # the run is the second of epoch 3, so the checkpoint holds 2 epochs and 2 batches.
+    args = ["linear-regression", "--profile", "smoke", "--epochs=5"]
+    stopped = subprocess.run([sys.executable, "-c", SIGTERM_AT_BATCH, *args, "--out-dir", str(tmp_path / "stopped")],
+                             cwd=ROOT, capture_output=True, text=True, timeout=300, env={**os.environ, "STOP_AT": "7"})
+    assert stopped.returncode == 0 and "stopped in epoch 3 after 2 batches" in stopped.stderr, stopped.stderr
+    folder = tmp_path / "stopped" / "linear-regression"
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert (metrics["complete"], metrics["epochs_completed"], metrics["step_in_epoch"]) == (False, 2, 2)
+
+    resumed = run_training(*args, "--out-dir", str(tmp_path / "stopped"), "--resume")
+    assert "stopped" not in resumed.stderr
+    train("linear-regression", tmp_path / "straight", "--epochs=5")
+    assert_same_weights(tmp_path / "straight" / "linear-regression", folder)
+    history = json.loads((folder / "history.json").read_text())
+    assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
+
+
+def test_the_loss_scaler_state_is_saved_and_restored(tmp_path):
+    """fp16 on a GPU gives the Accelerator a GradScaler (`accelerator.scaler`); torch's GradScaler
+    also runs on a CPU, so here one is set where Accelerate sets it, before anything is prepared,
+    and the run really scales its losses through it (the GPU's fp16 is all that is missing)."""
+    from training import checkpoint
+    from training.cli import lesson_config
+    from training.run import Run, make_accelerator
+
+    def scaled_run(out_dir, epochs: int, resume: bool = False):
+        module, profile, config = lesson_config("mnist-logistic", [f"--epochs={epochs}", "--lr_schedule=constant"], profile="smoke",
+                                                resume=resume, out_dir=out_dir)
+        accelerator = make_accelerator(None, None, out_dir, seed=config.seed)
+        accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=4)
+        saved = checkpoint.load(out_dir / "mnist-logistic") if resume else None
+        run = Run("mnist-logistic", module.TASK, config, profile, out_dir, out_dir, accelerator, saved=saved)
+        if saved is not None:  # restored before the first batch
+            assert accelerator.scaler.state_dict() == saved.scaler
+        module.train(run)
+        return accelerator.scaler.state_dict()
+
+    scaled_run(tmp_path / "resumed", epochs=1)
+    saved = checkpoint.load(tmp_path / "resumed" / "mnist-logistic").scaler
+    assert saved is not None and saved["scale"] > 2.0**10 and saved["_growth_tracker"] > 0, saved  # grown, mid-interval
+    resumed = scaled_run(tmp_path / "resumed", epochs=2, resume=True)
+    straight = scaled_run(tmp_path / "straight", epochs=2)
+    assert resumed == straight
+    assert_same_weights(tmp_path / "straight" / "mnist-logistic", tmp_path / "resumed" / "mnist-logistic")
 
 
 CRASH_DURING_SECOND_WRITE = """

@@ -10,18 +10,27 @@ shortest example):
 1. `Config`, a dataclass of every hyperparameter, and `PROFILES = {"smoke": ..., "cpu": ...,
    "course": ...}`, each a dict of fields to change. Profiles are only data: `smoke` sets
    `synthetic_data=True` and small sizes, and every field can be changed with `--key=value`.
-   A string setting with fixed choices is a `Literal[...]`; the parser checks it.
+   A string setting with fixed choices is a `Literal[...]`; a number's type says its valid
+   range (`epochs: Count`, `lr: Positive`, `dropout: Fraction`, see training/config.py). The
+   parser checks both before any data is read.
 2. `TASK`, what the model card says: task type (the Hub's pipeline tag unless `pipeline_tag`
    says otherwise), dataset (a Hub dataset id such as `ylecun/mnist` where the data is on the
-   Hub, else a plain name; `cli.check_data` checks it is on disk or downloadable before any
-   training), metrics, summary.
+   Hub, else a plain name that the card names in its text only), metrics, summary. A data
+   loader may add which copy it read (`dataset_copy`, and `dataset_original=False` for a lossy
+   one: training.card). `DATA`, the dataset's check (None when it is on disk or downloadable,
+   else what to do), which `cli.check_data` runs for every lesson before the first one trains;
+   a lesson that brings its own data has no `DATA`. `REFERENCE`, a `training.report.Reference`
+   (or None): the README's measurement of the headline metric, which `all`'s results page
+   compares a run of the same profile with, and whose time `all` uses to estimate the time left.
 3. `train(run)`, the loop, top to bottom. `cli.run_lesson` builds the config, the
    Accelerator and the `Run` (with `checkpoint.load(folder)` on --resume) and calls it.
    Inside, in this order:
    - data: `mnist_splits(run)` / `cifar_splits(run)` / ... (uint8 tensors on the device);
    - `run.prepare(model=..., optimizer=..., scheduler=..., publish=NAME)`: Accelerate wraps
      them; on --resume they come back as they were saved. `publish` names the module that
-     the Hub and the Spaces load (not needed with one model);
+     the Hub and the Spaces load (not needed with one model). A moving average of the
+     weights, never trained by a gradient, goes to `run.keep(average=...)` first instead:
+     saved and restored the same way, not wrapped by Accelerate;
    - `for epoch in run.epochs():` then `for inputs, labels in run.batches(data, batch_size):`
      a step: forward, `run.accelerator.backward(loss)`, `optimizer.step()`, and
      `run.log_step(loss=loss)`; `run.global_step` counts batches over the whole run;
@@ -37,7 +46,8 @@ shortest example):
 A checkpoint flows one way: `Run.snapshot()` -> `checkpoint.save` -> folder ->
 `checkpoint.load` -> the next `Run`. Datasets have a module each (`mnist`, `cifar10`,
 `anime_faces`, `image_folder`), augmentation is in `augment`, evaluation in `evaluate`, figures in `plots`,
-GAN noise in `gan` and GAN metrics in `gan_metrics`.
+GAN noise in `gan` and GAN metrics in `gan_metrics`; what a person following a run reads (number
+formats, time left, the results page) in `report`.
 """
 
 import os

@@ -8,7 +8,9 @@
                                           epochs_completed of epochs_planned); one row per epoch
         training_config.json              the lesson's hyperparameters
         curves.png, ...                   plots and images the lesson adds
-        resume/state.pt                   progress, optimizer, scheduler and RNG state for --resume
+        runs/                             TensorBoard event files, with --tracker tensorboard
+        resume/state.pt                   progress, optimizer, scheduler, loss-scaler and RNG
+                                          state for --resume
 
 Data flows one way: `Run` hands `save` a `Snapshot` of plain values; `load` reads a folder
 back as a `Saved` that the command line hands to the next `Run`. Nothing here reaches into
@@ -61,6 +63,7 @@ class Snapshot:
     files: dict[str, object]  # images, figures, bytes or text the lesson added since the last save
     complete: bool = False
     metrics: dict | None = None  # final metrics (complete), else carried over from the last save
+    scaler: dict | None = None  # Accelerate's loss scaler (fp16 on a GPU), else None
 
 
 @dataclass
@@ -75,6 +78,7 @@ class Saved:
     published: str
     states: dict[str, dict]
     rng: list[dict]
+    scaler: dict | None = None
 
     def load_weights(self, module: torch.nn.Module, name: str) -> None:
         """Restore the weights `module` had when it was saved under `name` (strict, safetensors)."""
@@ -118,7 +122,7 @@ def load(folder: Path) -> Saved:
     state = torch.load(found / RESUME_FILE, map_location="cpu", weights_only=True)
     return Saved(folder=found, lesson=saved["lesson"], profile=saved["profile"], config=saved["config"],
                  progress=Progress(**state["progress"]), published=state["published"],
-                 states=state["states"], rng=state["rng"])
+                 states=state["states"], rng=state["rng"], scaler=state.get("scaler"))
 
 
 def save(folder: Path, snapshot: Snapshot, carry_over: bool) -> None:
@@ -149,7 +153,7 @@ def write_contents(tmp: Path, snapshot: Snapshot) -> None:
         (target / "README.md").unlink()  # ours is written below, from the metrics
     (tmp / "resume").mkdir(exist_ok=True)
     torch.save({"progress": dataclasses.asdict(snapshot.progress), "published": snapshot.published,
-                "states": snapshot.states, "rng": snapshot.rng}, tmp / RESUME_FILE)
+                "states": snapshot.states, "rng": snapshot.rng, "scaler": snapshot.scaler}, tmp / RESUME_FILE)
     _write_json(tmp / "training_config.json", {"lesson": snapshot.lesson, "profile": snapshot.profile,
                                                 "config": snapshot.config})
     _write_json(tmp / "history.json", snapshot.progress.history)

@@ -5,6 +5,10 @@ Two layouts are found under `--data-dir`:
     cifar10/{train,test}/<class>/*.png|jpg   the fast.ai archive the course downloads (ImageFolder)
     cifar-10-batches-py/                     torchvision's `CIFAR10` (MD5-checked by torchvision)
 
+The course's archive holds PNGs (lossless); a folder of JPEGs (this project's dataset cache is
+one) is a lossy copy, on which accuracies come out lower than on the original pixels. A run
+records which copy it read (`dataset_copy`, `dataset_original` in its task, for the model card).
+
 When neither is there, the course's archive is downloaded into `--data-dir`. A decoded
 folder is cached as uint8 safetensors under `$ZTG_CACHE_DIR` (default
 `~/.cache/zero-to-gans`), keyed by the folder's path and file list, so the data folder
@@ -48,25 +52,49 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 def load_cifar10(data_dir: Path, download: bool = True) -> tuple[TensorData, TensorData]:
     """CIFAR-10 train (50,000) and test (10,000) as uint8 (N, 3, 32, 32) and int64 labels."""
     root = Path(data_dir)
-    folder, batches = root / "cifar10", root / "cifar-10-batches-py"
     problem = None
-    if download and not (folder / "train").is_dir() and not batches.is_dir():
+    if download and not (root / "cifar10" / "train").is_dir() and _layout(root) is None:
         try:
             download_course_archive(root)
         except Exception as error:  # offline, read-only, or a broken download
             problem = f"{error.__class__.__name__}: {error}"
-    if (folder / "train").is_dir() and (folder / "test").is_dir():
-        return load_image_folder(folder / "train"), load_image_folder(folder / "test")
-    if batches.is_dir():
+    layout = _layout(root)
+    if layout == "folder":
+        return load_image_folder(root / "cifar10" / "train"), load_image_folder(root / "cifar10" / "test")
+    if layout == "batches":
         return _load_torchvision(root, train=True), _load_torchvision(root, train=False)
     raise DataNotFound(_missing(root, problem))
+
+
+def _layout(root: Path) -> str | None:
+    """Which layout `load_cifar10` reads under `root`: "folder" (fast.ai), "batches" (torchvision) or None."""
+    if (root / "cifar10" / "train").is_dir() and (root / "cifar10" / "test").is_dir():
+        return "folder"
+    return "batches" if (root / "cifar-10-batches-py").is_dir() else None
+
+
+def cifar10_copy(data_dir: Path) -> tuple[str, bool] | None:
+    """The copy of CIFAR-10 `load_cifar10` reads under `data_dir`, for the model card: what it is,
+    and whether its pixels are the original ones (a JPEG anywhere makes it a lossy copy). None
+    when neither layout is there."""
+    root = Path(data_dir)
+    layout = _layout(root)
+    if layout == "batches":
+        return "torchvision's original batches (cifar-10-batches-py)", True
+    if layout is None:
+        return None
+    suffixes = {path.suffix.lower() for split in ("train", "test") for path in (root / "cifar10" / split).glob("*/*")}
+    if suffixes & {".jpg", ".jpeg"}:
+        return ("a JPEG copy (cifar10/{train,test}/<class>/*.jpg): lossy, so accuracies come out lower "
+                "than on the original pixels (the project's airbench runs land about 3 points below the "
+                "paper's)"), False
+    return "the course's PNG archive (cifar10/{train,test}/<class>/*.png; PNG is lossless)", True
 
 
 def data_problem(data_dir: Path) -> str | None:
     """None when CIFAR-10 is under `data_dir` or the course archive can be downloaded now; else what to do."""
     root = Path(data_dir)
-    if ((root / "cifar10" / "train").is_dir() and (root / "cifar10" / "test").is_dir()) \
-            or (root / "cifar-10-batches-py").is_dir():
+    if _layout(root) is not None:
         return None
     problem = unreachable(COURSE_ARCHIVE)
     return None if problem is None else _missing(root, problem)
@@ -158,6 +186,8 @@ def cifar_splits(run) -> tuple[TensorData, TensorData, TensorData]:
     else:
         with run.accelerator.local_main_process_first():  # one process per machine downloads and decodes
             train, test = load_cifar10(run.data_dir)
+        copy, original = cifar10_copy(run.data_dir)
+        run.task = {**run.task, "dataset_copy": copy, "dataset_original": original}  # for the card
     train, val = random_split(train, run.config.val_size, seed=run.config.seed)
     train, test = run.to_device(train), run.to_device(test)
     return train, (run.to_device(val) if run.config.val_size else test), test

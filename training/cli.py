@@ -1,4 +1,10 @@
-"""Command line: `python -m training <lesson|all> [options] [--key=value ...]`."""
+"""Command line: `python -m training <lesson|all> [options] [--key=value ...]`.
+
+`all` runs every lesson in course order. Before each it prints "lesson k of N" and how long
+the job has left (training.report.JobClock: the lessons' README times, scaled by this
+machine's pace on the finished ones); at its end it prints one table of the results and
+writes it, with each lesson's figures, to OUT_DIR/RESULTS.md (training.report.results).
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import argparse
 import importlib
 import os
 import sys
+import time
 from pathlib import Path
 
 from training import LESSONS
@@ -48,7 +55,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), default=None,
                    help="default: what `accelerate launch`/`accelerate config` says, else bf16 on a GPU, no on a CPU")
     p.add_argument("--tracker", choices=("trackio", "tensorboard"), default=None,
-                   help="also log per-epoch metrics to this tracker (through Accelerate)")
+                   help="also log the running means (every 50 batches) and the per-epoch metrics to this "
+                        "tracker (through Accelerate); tensorboard's files go into the checkpoint's runs/")
+    p.add_argument("--progress-every", type=float, default=None, metavar="SECONDS",
+                   help="where stderr is no terminal (a log file, CI, nohup): a progress line every SECONDS "
+                        "(default 30); a terminal gets a progress bar")
     return p
 
 
@@ -67,16 +78,17 @@ def lesson_config(name: str, overrides: list[str], *, profile: str | None, resum
 
 def make_run(name: str, overrides: list[str], *, profile: str | None, data_dir: Path, out_dir: Path,
              resume: bool = False, mixed_precision: str | None = None, tracker: str | None = None,
-             on_progress=None):
+             on_progress=None, progress_every: float | None = None, job=None):
     """The lesson module and its Run, built as the command line builds them (the playground Space too)."""
     from training import checkpoint
-    from training.run import Run, make_accelerator
+    from training.run import PROGRESS_EVERY, Run, make_accelerator
 
     module, profile, config = lesson_config(name, overrides, profile=profile, resume=resume, out_dir=out_dir)
     saved = checkpoint.load(out_dir / name) if resume else None  # the weights and states, read once
-    accelerator = make_accelerator(mixed_precision, tracker, out_dir)
+    accelerator = make_accelerator(mixed_precision, tracker, out_dir, seed=getattr(config, "seed", 0))
     run = Run(name, module.TASK, config, profile, data_dir, out_dir, accelerator, saved=saved,
-              on_progress=on_progress)
+              on_progress=on_progress, job=job,
+              progress_every=PROGRESS_EVERY if progress_every is None else progress_every)
     batch = f", global batch {config.batch_size} ({run.local_batch(config.batch_size)} per process)" \
         if hasattr(config, "batch_size") else ""
     run.print(f"[{name}] profile {profile}, {accelerator.num_processes} process(es) on {accelerator.device}, "
@@ -89,36 +101,36 @@ def repo_id_of(name: str, args) -> str:
 
 
 def check_data(plan: dict[str, list[str]], args) -> None:
-    """Before any lesson trains, every dataset the run reads is on disk or downloadable now.
+    """Before any lesson trains, every lesson's settings are valid and the data it reads is on disk
+    or downloadable now (each lesson's `DATA` check; a lesson without one brings its data).
 
     A dataset missing offline then stops `all` in its first seconds instead of at the lesson
     that needs it; nothing is decoded or downloaded here (a HEAD request per missing dataset).
     """
-    from training import anime_faces, cifar10, mnist, tabular
-
-    checks = {"ylecun/mnist": mnist.data_problem, "uoft-cs/cifar10": cifar10.data_problem,
-              "insurance": tabular.data_problem, anime_faces.HUB_DATASET: anime_faces.data_problem}
-    problems: dict[str, str | None] = {}
+    problems: dict[object, str | None] = {}  # one check per dataset, however many lessons read it
     for name, overrides in plan.items():
         try:
             module, _, config = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
                                               out_dir=args.out_dir)
         except FileNotFoundError:  # nothing to --resume: the lesson itself says so
             continue
-        dataset = module.TASK.get("dataset")
-        if not getattr(config, "synthetic_data", False) and dataset in checks and dataset not in problems:
-            problems[dataset] = checks[dataset](args.data_dir)
+        check = getattr(module, "DATA", None)
+        if check is not None and not getattr(config, "synthetic_data", False) and check not in problems:
+            problems[check] = check(args.data_dir)
     missing = [problem for problem in problems.values() if problem]
     if missing:
         raise DataNotFound("\n\n".join(missing) + "\n\nNothing was trained.")
 
 
-def run_lesson(name: str, args, overrides: list[str]) -> dict:
+def run_lesson(name: str, args, overrides: list[str], job=None) -> dict:
+    from training.report import human
+
     module, run = make_run(name, overrides, profile=args.profile, data_dir=args.data_dir, out_dir=args.out_dir,
-                           resume=args.resume, mixed_precision=args.mixed_precision, tracker=args.tracker)
+                           resume=args.resume, mixed_precision=args.mixed_precision, tracker=args.tracker,
+                           progress_every=args.progress_every, job=job)
     accelerator = run.accelerator
     metrics = module.train(run)
-    run.print(f"[{name}] done: " + ", ".join(f"{k} {v}" for k, v in metrics.items() if k != "versions"))
+    run.print(f"[{name}] done: " + ", ".join(f"{k} {human(v)}" for k, v in metrics.items() if k != "versions"))
     if args.push_to_hub and accelerator.is_main_process:
         repo_id = repo_id_of(name, args)
         try:
@@ -159,8 +171,10 @@ def main(argv: list[str] | None = None) -> None:
         plan = {name: _applicable(lesson_module(name).Config, overrides) if args.lesson == "all" else overrides
                 for name in names}
         check_data(plan, args)
-        for name, lesson_overrides in plan.items():
-            run_lesson(name, args, lesson_overrides)
+        if args.lesson == "all":
+            run_all(plan, args)
+        else:
+            run_lesson(args.lesson, args, overrides)
         from accelerate import PartialState
 
         PartialState().destroy_process_group()
@@ -170,6 +184,37 @@ def main(argv: list[str] | None = None) -> None:
     except (ConfigError, DataNotFound, FileNotFoundError, ValueError, NonFiniteLoss, PublishError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1 if isinstance(error, NonFiniteLoss) else 3 if isinstance(error, PublishError) else 2)
+
+
+def run_all(plan: dict[str, list[str]], args) -> None:
+    """Every lesson in course order, saying where the job stands, then the results table and page."""
+    from accelerate import PartialState
+
+    from training.report import JobClock, JobPlace, duration, headline, results
+
+    estimates = {}
+    for name, overrides in plan.items():
+        try:
+            module, profile, _ = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
+                                               out_dir=args.out_dir)
+        except FileNotFoundError:  # nothing to --resume: the lesson itself says so when it starts
+            module, profile = lesson_module(name), None
+        reference = headline(module)[1]
+        estimates[name] = reference.seconds if reference is not None and reference.profile == profile else None
+    clock, main_process = JobClock(estimates), PartialState().is_main_process
+    for index, (name, overrides) in enumerate(plan.items(), 1):
+        mine, after = clock.estimate(name), clock.after(name)
+        left = "unknown" if mine is None or after is None else f"about {duration(mine + after)}"
+        if main_process:
+            print(f"[all] lesson {index} of {len(plan)}: {name}; job left {left}", flush=True)
+        started = time.monotonic()
+        run_lesson(name, args, overrides, job=JobPlace(index, len(plan), after))
+        clock.finished(name, time.monotonic() - started)
+    if main_process:
+        table, page = results(args.out_dir, {name: lesson_module(name) for name in plan}, clock.walls)
+        (args.out_dir / "RESULTS.md").write_text(page + "\n")
+        print(f"\n[all] {len(plan)} lessons in {duration(sum(clock.walls.values()))}; "
+              f"results (also in {args.out_dir / 'RESULTS.md'}):\n{table}", flush=True)
 
 
 def _applicable(config_cls, overrides: list[str]) -> list[str]:

@@ -27,7 +27,8 @@ def evaluate_classifier(run, model, data: TensorData, preprocess, batch_size: in
     for start in range(0, len(index), batch_size):
         batch = index[start:start + batch_size]
         labels = data.labels[batch]
-        logits = model(preprocess(data.inputs[batch])).float()
+        with run.accelerator.autocast():  # the run's precision, for kept modules too (Run.keep)
+            logits = model(preprocess(data.inputs[batch])).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         predicted = logits.argmax(dim=1)
         correct += (predicted == labels).sum()

@@ -113,6 +113,7 @@ def generate(run, generator, latents: torch.Tensor, batch_size: int = 256) -> to
     module = run.accelerator.unwrap_model(generator)
     was_training = module.training
     module.eval()
-    images = torch.cat([to_pixels(module(latents[i:i + batch_size])) for i in range(0, len(latents), batch_size)])
+    with torch.no_grad(), run.accelerator.autocast():  # the run's precision, for kept modules too (Run.keep)
+        images = torch.cat([to_pixels(module(latents[i:i + batch_size])) for i in range(0, len(latents), batch_size)])
     module.train(was_training)
     return images

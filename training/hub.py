@@ -5,7 +5,8 @@
     python -m training.hub checkpoints/<lesson> ORG/NAME --allow-unfinished   ... or a stopped one
 
 Uploaded: every file of the folder except `resume/` (optimizer and RNG state for --resume)
-and hidden files, with README.md's "Load it" snippet naming ORG/NAME. Deleted in the same
+and hidden files, with README.md's "Load it" snippet naming ORG/NAME; TensorBoard's event
+files (`runs/`, with --tracker tensorboard) included, which the Hub shows as Metrics. Deleted in the same
 commit: every file of the repo that the folder does not have (say `samples/epoch_012.png`
 of a longer earlier run), except `.gitattributes`. One `create_commit`, so the repo goes
 from its old state to the new one at once.

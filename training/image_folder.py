@@ -80,19 +80,71 @@ def folder_splits(run) -> FolderData:
                           sources={"train": "generated", "val": "generated", "test": "generated"})
     else:
         folder, classes = Path(run.data_dir), cfg.classes
-        if not (folder / "train").is_dir() and any((folder / name).is_dir() for name in COURSE_FOLDERS):
-            if not (folder / "cifar10" / "train").is_dir():
-                raise DataNotFound(f"{folder} is the course's data folder, without the CIFAR-10 image folders "
-                                   "(cifar10/train/) that image-folder takes its example from. " + LAYOUT)
-            folder, classes = folder / "cifar10", classes or list(COURSE_DEMO)
+        if is_course_folder(folder):
+            classes = classes or list(COURSE_DEMO)
             run.print(f"[image-folder] {run.data_dir} is the course's data folder: training on the CIFAR-10 "
                       f"classes {', '.join(classes)} as an example; point --data-dir at your own folder")
         with run.accelerator.local_main_process_first():  # one process per machine decodes
-            data = load_folder(folder, classes, cfg.image_size, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+            if not is_course_folder(folder):
+                data = load_folder(folder, classes, cfg.image_size, cfg.val_fraction, cfg.test_fraction, cfg.seed)
+            elif (folder / "cifar10" / "train").is_dir():  # the fast.ai layout: decoded as any folder
+                data = load_folder(folder / "cifar10", classes, cfg.image_size, cfg.val_fraction,
+                                   cfg.test_fraction, cfg.seed)
+            else:  # torchvision's batches (or the course archive, downloaded now)
+                from training.cifar10 import load_cifar10
+
+                data = course_example(*load_cifar10(folder), classes, cfg.image_size, cfg.val_fraction, cfg.seed)
     for line in data.skipped:
         run.print(f"[image-folder] skipped {line}")
     data.train, data.val, data.test = (run.to_device(d) for d in (data.train, data.val, data.test))
     return data
+
+
+def is_course_folder(folder: Path) -> bool:
+    """Whether `folder` is the course's data folder (as `all` passes it), not an image folder of one's own."""
+    return not (folder / "train").is_dir() and any((folder / name).is_dir() for name in COURSE_FOLDERS)
+
+
+def data_problem(data_dir: Path) -> str | None:
+    """None when `data_dir` is a folder of one's own (its classes are checked as it is read) or the
+    course's data folder with CIFAR-10 in either layout, or downloadable now; else what to do."""
+    from training.cifar10 import data_problem as cifar10_problem
+
+    folder = Path(data_dir)
+    if folder.is_dir() and not is_course_folder(folder) and any(folder.iterdir()):
+        return None
+    problem = cifar10_problem(folder)  # `all` on a fresh machine: downloaded by the CIFAR-10 lessons first
+    return None if problem is None else \
+        f"image-folder takes its example (airplane, cat, dog) from CIFAR-10 when --data-dir is the course's data folder. {problem}"
+
+
+def course_example(train: TensorData, test: TensorData, classes: list[str], image_size: int,
+                   val_fraction: float, seed: int) -> FolderData:
+    """`classes` of CIFAR-10 tensors (uint8 (N, 3, 32, 32)), relabelled 0..k-1 and resized to
+    `image_size` (bicubic), with a seeded `val_fraction` of each class held out: the course example
+    when the data folder holds torchvision's batches instead of the image folders."""
+    from training.cifar10 import CLASSES
+
+    unknown = sorted(set(classes) - set(CLASSES))
+    if unknown:
+        raise BadDataset(f"--classes names {', '.join(unknown)}, not CIFAR-10 classes: {', '.join(CLASSES)}")
+    classes = sorted(classes)
+    relabel = torch.full((len(CLASSES),), -1)  # CIFAR-10 label -> index in `classes`, -1: not kept
+    relabel[[CLASSES.index(name) for name in classes]] = torch.arange(len(classes))
+
+    def pick(split: TensorData) -> TensorData:
+        labels = relabel[split.labels]
+        images = split.inputs[labels >= 0]
+        if image_size != images.shape[-1]:
+            images = torch.nn.functional.interpolate(images.float(), size=(image_size, image_size), mode="bicubic",
+                                                     align_corners=False).round().clamp(0, 255).to(torch.uint8)
+        return TensorData(images, labels[labels >= 0])
+
+    kept_train, kept_test = pick(train), pick(test)
+    kept_train, val = stratified_split(kept_train, val_fraction, seed + 1)
+    sources = {"train": "cifar-10-batches-py (train)", "test": "cifar-10-batches-py (test)",
+               "val": f"{val_fraction:.0%} of each class of the training batches, seeded"}
+    return FolderData(kept_train, val, kept_test, classes, sources=sources)
 
 
 def load_folder(root: Path, classes: list[str], image_size: int, val_fraction: float,

@@ -8,30 +8,45 @@ says, in one place:
   restores each one's weights or state (looked up by its keyword name) and the RNG state.
   The module named by `publish` is the checkpoint's root (what the Hub and the Spaces load);
   every other module goes to a subfolder named after its keyword. One model: no `publish`.
+- `keep(**modules)`: modules the lesson updates itself, never by a gradient (moving averages
+  of the weights): moved to the device, saved and restored by name like prepared ones, but
+  not handed to Accelerate, so no DDP wrapper, gradient hooks or broadcasts in a multi-process
+  run. Call it before `prepare`, whose `publish` may then name one of them.
 - `epochs()`: yields the epoch numbers still to run, after those a resumed run already did.
 - `batches(data, batch_size)`: this process's share of the epoch. `batch_size` is the global
-  batch, split over the processes (so 1 or N processes train the same recipe). Besides
-  batching it counts `run.step` (in the epoch) and `run.global_step` (in the run), and every
-  `CHECK_EVERY` batches it checks the logged means for NaN and, in a multi-process run,
-  whether any process was asked to stop: both wait for the device, so not every step. On
+  batch, split over the processes (so 1 or N processes train the same recipe). `data` is a
+  TensorData, or a DataLoader prepared by Accelerate (shuffled in an order seeded by the seed
+  and the epoch, so a resumed epoch skips the batches it already trained on with
+  `skip_first_batches`). Besides batching it counts `run.step` (in the epoch) and
+  `run.global_step` (in the run), and every `CHECK_EVERY` batches it checks the logged means
+  for NaN, logs them to the tracker and, in a multi-process run, asks whether any process was
+  asked to stop: all three wait for the device, so not every step. Where stderr is a terminal
+  a tqdm bar shows the epoch; elsewhere (a log file, CI, `nohup`, a notebook's `!python`) the
+  main process prints a line every `progress_every` seconds (30 by default): the batch, the
+  running means, img/s, and the time left in the epoch, the run and, under `all`, the job. On
   SIGINT/SIGTERM (or `request_stop()`) it saves a mid-epoch checkpoint and raises
   `TrainingStopped`: after the current batch with one process, at the next multiple of
   `CHECK_EVERY` batches with several (they must agree on the batch), or at the epoch's end.
 - `log_step(**scalars)`: adds per-batch scalars on the device (no sync).
 - `end_epoch(**metrics)`: averages the logged scalars over processes, stops on a non-finite
   value, appends a history row, prints it, logs it to a tracker, and writes a checkpoint;
-  then raises `TrainingStopped` if a stop was asked for since the last check.
+  then raises `TrainingStopped` if a stop was asked for since the last check. Tracker rows
+  (the checks' running means under `step/`, the epoch rows under their names) share one
+  x-axis, `global_step`; with `--tracker tensorboard` the event files are copied into the
+  checkpoint's `runs/` at every save (the Hub shows them in its Metrics tab).
 - `finish(**metrics)`: writes the final checkpoint with the metrics and returns them.
 
 Watching a run from outside (the training playground Space): `Run(..., on_progress=f)` calls
-`f(row)` from `batches` once `PROGRESS_EVERY_SECONDS` have passed since the last row
+`f(row)` from `batches` once `ROW_EVERY` seconds have passed since the last row
 (`row["kind"] == "step"`: the epoch's running means, a fractional `epoch`, samples/s; a clock
-read per batch, and one wait for the device per row, not per step; with several processes, at
-the `CHECK_EVERY` checks), and after every epoch's
-checkpoint (`"epoch"`: the history row); `run.request_stop()` stops it like a SIGTERM, from
-any thread. `run.published_model` is the module the checkpoint's root holds.
+read per batch and one wait for the device per row, not per step; with several processes, at
+the `CHECK_EVERY` checks instead), and after every epoch's checkpoint (`"epoch"`: the history
+row); `run.request_stop()` stops it like a SIGTERM, from any thread. `run.published_model` is
+the module the checkpoint's root holds.
 
-The checkpoint itself is written by `training.checkpoint` from a `Snapshot` the Run hands it.
+The checkpoint itself is written by `training.checkpoint` from a `Snapshot` the Run hands it;
+besides the modules, optimizers, schedulers and RNG it holds Accelerate's loss scaler
+(`accelerator.scaler`, fp16 on a GPU), so a resumed fp16 run keeps its loss scale.
 
 Randomness: each process seeds its global RNG with `seed + process index` (augmentation and
 dropout differ across processes; DDP copies rank 0's initial weights to all), and every
@@ -44,6 +59,8 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
+import shutil
 import signal
 import sys
 import threading
@@ -54,17 +71,19 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import gather_object, set_seed
+from accelerate.utils import DataLoaderConfiguration, gather_object, set_seed
 from tqdm.auto import tqdm
 
 from training import checkpoint
 from training.data import TensorData
+from training.report import JobPlace, duration, human
 
 CHECK_EVERY = 50  # batches between NaN and multi-process stop checks (each one waits for the device)
-# A progress row at least this often, whatever the batch size: at batch 1024 an MNIST epoch is
-# 48 batches, fewer than one CHECK_EVERY, and a slow step may take a second.
-PROGRESS_EVERY_SECONDS = 1.0
+# Seconds between on_progress rows at most, whatever the batch size: at batch 1024 an MNIST epoch
+# is 48 batches, fewer than one CHECK_EVERY, and a slow step may take a second.
+ROW_EVERY = 1.0
 CURVES_EVERY_SECONDS = 30  # drawing curves costs ~0.2 s: not after every one of 100 tiny epochs
+PROGRESS_EVERY = 30  # seconds between progress lines where stderr is no terminal
 
 
 class TrainingStopped(Exception):
@@ -75,9 +94,10 @@ class NonFiniteLoss(RuntimeError):
     """A loss became NaN or infinite: the run stops and publishes nothing."""
 
 
-def make_accelerator(mixed_precision: str | None, tracker: str | None, out_dir: Path) -> Accelerator:
+def make_accelerator(mixed_precision: str | None, tracker: str | None, out_dir: Path, seed: int = 0) -> Accelerator:
     """The Accelerator of a run. Precision: --mixed-precision, else what `accelerate launch` says
-    (its --mixed_precision, else its config file), else bf16 on a GPU that has it."""
+    (its --mixed_precision, else its config file), else bf16 on a GPU that has it. A shuffled
+    DataLoader it prepares draws its order from `seed` + the epoch, the same in every process."""
     launched = os.environ.get("ACCELERATE_MIXED_PRECISION")  # `accelerate launch` always sets it
     bf16_gpu = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if mixed_precision is None and launched is None and bf16_gpu:
@@ -90,16 +110,21 @@ def make_accelerator(mixed_precision: str | None, tracker: str | None, out_dir: 
     if tracker is not None and importlib.util.find_spec(tracker) is None:
         # Accelerate would drop an unavailable tracker with only a warning.
         raise ValueError(f"--tracker {tracker} needs the {tracker} package: pip install -e '.[tracking]'")
-    # Tracker logs go beside the checkpoint folders, not into them: those are replaced every epoch.
-    return Accelerator(mixed_precision=mixed_precision, log_with=tracker, project_dir=str(Path(out_dir) / "logs"))
+    # Tracker logs are written beside the checkpoint folders (those are replaced every epoch) and
+    # copied into them at every save (Run._tensorboard_files).
+    return Accelerator(mixed_precision=mixed_precision, log_with=tracker, project_dir=str(Path(out_dir) / "logs"),
+                       dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=seed))
 
 
 class Run:
     def __init__(self, lesson: str, task: dict, config, profile: str, data_dir: Path,
                  out_dir: Path, accelerator: Accelerator, saved: checkpoint.Saved | None = None,
-                 on_progress: Callable[[dict], None] | None = None):
+                 on_progress: Callable[[dict], None] | None = None, progress_every: float = PROGRESS_EVERY,
+                 job: JobPlace | None = None):
         """`saved`: the checkpoint to continue from (`checkpoint.load`), for --resume;
-        `on_progress`: called with each progress row (see the module docstring)."""
+        `on_progress`: called with each progress row (see the module docstring);
+        `progress_every`: seconds between progress lines without a terminal; `job`: the lesson's
+        place in `python -m training all`, for those lines."""
         self.lesson, self.task, self.config, self.profile = lesson, task, config, profile
         self.data_dir, self.accelerator = Path(data_dir), accelerator
         self.folder = Path(out_dir) / lesson
@@ -110,6 +135,7 @@ class Run:
         self.pending_files: dict[str, object] = {}
         self._saved = saved
         self._on_progress = on_progress
+        self.progress_every, self.job = progress_every, job
         self._have_checkpoint = saved is not None
         self._curves_drawn_at = float("-inf")
         self._reported_at = time.monotonic()  # when the last progress row went out
@@ -118,6 +144,11 @@ class Run:
         self._stop_requested = False
         self._batch_sizes: dict[str, int] = {}
         set_seed(self.seed, device_specific=True)  # seed + process index: each process its own stream
+        if saved is not None and saved.scaler and accelerator.scaler is not None:
+            accelerator.scaler.load_state_dict(saved.scaler)
+        if saved is None and self.is_main and "tensorboard" in {str(t) for t in accelerator.log_with}:
+            # A fresh run's event files only: a resumed run adds its own to those it continues.
+            shutil.rmtree(Path(out_dir) / "logs" / lesson, ignore_errors=True)
         if accelerator.log_with:  # hparams must be scalars for TensorBoard: lists become strings
             hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v)
                        for k, v in dataclasses.asdict(config).items()}
@@ -178,8 +209,7 @@ class Run:
                 prepared.append(None)
                 continue
             if isinstance(obj, torch.nn.Module):
-                if self._saved is not None:
-                    self._saved.load_weights(obj, name)
+                self._restore_weights(name, obj)
                 obj = self.models[name] = self.accelerator.prepare(obj)
             elif isinstance(obj, torch.optim.Optimizer):
                 obj = self.optimizers[name] = self.accelerator.prepare(obj)
@@ -195,6 +225,22 @@ class Run:
         if self._saved is not None:
             checkpoint.restore_rng(self._saved.rng, self.accelerator.process_index)
         return prepared[0] if len(prepared) == 1 else prepared
+
+    def keep(self, **modules):
+        """Modules the lesson updates itself (a moving average of the weights): on the device, saved
+        and restored by name, never handed to Accelerate. Returns them in the order given (None
+        passes through)."""
+        kept = []
+        for name, module in modules.items():
+            if module is not None:
+                self._restore_weights(name, module)
+                module = self.models[name] = module.to(self.device).requires_grad_(False)
+            kept.append(module)
+        return kept[0] if len(kept) == 1 else kept
+
+    def _restore_weights(self, name: str, module: torch.nn.Module) -> None:
+        if self._saved is not None:
+            self._saved.load_weights(module, name)
 
     # ---- the loop ----------------------------------------------------------------------
 
@@ -224,21 +270,25 @@ class Run:
 
         `data` is a TensorData (indexed in a seeded order that depends only on the seed and
         the epoch, so a resumed run sees the same batches and skips those already trained
-        on) or a DataLoader prepared by Accelerate (iterated as it is). See the module
-        docstring for the NaN checks and the checkpoint on a stop request.
+        on) or a DataLoader prepared by Accelerate (its sampler set to the epoch, so its
+        order is seeded the same way, and on --resume the trained batches skipped by
+        `skip_first_batches`). See the module docstring for the NaN checks, the progress lines
+        and the checkpoint on a stop request.
         """
         world, progress = self.accelerator.num_processes, self.progress
         if isinstance(data, TensorData):
             steps = self.steps_per_epoch(data, batch_size, drop_last)
             source = self._tensor_batches(data, self.local_batch(batch_size), shuffle, steps)
-        else:  # a DataLoader cannot skip ahead: a resumed epoch restarts from its first batch
-            steps, source = len(data), iter(data)
-            progress.global_step -= progress.step
-            progress.step = 0
+        else:
+            data.set_epoch(self.epoch)  # the seedable sampler's order: seed + epoch (make_accelerator)
+            steps = len(data)
+            source = self.accelerator.skip_first_batches(data, progress.step) if progress.step else data
         epoch = self.epoch + 1
         bar = tqdm(total=steps, initial=progress.step, unit="batch", desc=f"epoch {epoch}/{self.config.epochs}",
                    disable=not (self.is_main and sys.stderr.isatty()), leave=False, dynamic_ncols=True)
+        lines = self.is_main and not sys.stderr.isatty()
         start = time.perf_counter()
+        next_line, first_step = time.monotonic() + self.progress_every, progress.step
         try:
             for inputs, labels in source:
                 yield inputs, labels
@@ -246,15 +296,20 @@ class Run:
                 progress.global_step += 1
                 self._epoch_samples += len(inputs) * world
                 bar.update()
+                if lines and time.monotonic() >= next_line:  # a clock read per batch: no device wait
+                    self._progress_line(epoch, steps, progress.step - first_step, time.perf_counter() - start)
+                    next_line = time.monotonic() + self.progress_every
                 check_due = progress.step % CHECK_EVERY == 0
                 # By the clock with one process only: several must all-reduce their means at the same batch.
                 report_due = world == 1 and self._on_progress is not None and \
-                    time.monotonic() - self._reported_at >= PROGRESS_EVERY_SECONDS
+                    time.monotonic() - self._reported_at >= ROW_EVERY
                 if (check_due or report_due) and self._count:
                     means = self._means()
                     self._check_finite(means)
                     speed = self._epoch_samples / (time.perf_counter() - start)
                     bar.set_postfix(means | {"img/s": round(speed)}, refresh=False)
+                    self.accelerator.log({**{f"step/train_{k}": v for k, v in means.items()},
+                                          "step/samples_per_second": speed}, step=progress.global_step)
                     if self._on_progress is not None:
                         self._reported_at = time.monotonic()
                         self._on_progress({"kind": "step", "epoch": epoch - 1 + progress.step / steps,
@@ -269,6 +324,26 @@ class Run:
         finally:
             bar.close()
         self._epoch_train_seconds += time.perf_counter() - start
+
+    def _progress_line(self, epoch: int, steps: int, batches: int, seconds: float) -> None:
+        """One line on stderr: where the epoch is, this process's running means, and the time left."""
+        per_batch = seconds / max(batches, 1)
+        epoch_left = (steps - self.step) * per_batch
+        run_left = epoch_left + (self.config.epochs - epoch) * self._epoch_seconds(steps * per_batch)
+        running = {k: (v / self._count).item() for k, v in sorted(self._sums.items())} if self._count else {}
+        parts = [f"[{self.lesson}] epoch {epoch}/{self.config.epochs}", f"batch {human(self.step)}/{human(steps)}",
+                 *(f"{k} {human(v)}" for k, v in running.items()),
+                 f"{human(round(self._epoch_samples / max(seconds, 1e-9)))} img/s",
+                 f"epoch left {duration(epoch_left)}", f"run left {duration(run_left)}"]
+        if self.job is not None:
+            parts.append(self.job.describe(run_left))
+        print("  ".join(parts), file=sys.stderr, flush=True)
+
+    def _epoch_seconds(self, batches_only: float) -> float:
+        """How long an epoch takes: as long as the last finished ones (evaluation and checkpoint
+        included), else its batches at the current pace."""
+        seconds = [row["epoch_seconds"] for row in self.history[-3:] if "epoch_seconds" in row]
+        return sum(seconds) / len(seconds) if seconds else batches_only
 
     def _tensor_batches(self, data: TensorData, batch_size: int, shuffle: bool, steps: int):
         world, rank = self.accelerator.num_processes, self.accelerator.process_index
@@ -305,9 +380,14 @@ class Run:
         progress.history.append(row)
         self._sums.clear()
         self._count = 0
-        shown = "  ".join(f"{k} {_fmt(v)}" for k, v in row.items() if k != "epoch")
+        shown = "  ".join(f"{k} {human(v)}" for k, v in row.items() if k != "epoch")
+        left = self.config.epochs - self.epoch
+        if left:
+            shown += f"  run left {duration(left * self._epoch_seconds(0.0))}"
+        if self.job is not None:
+            shown += f"  ({self.job.describe(left * self._epoch_seconds(0.0))})"
         self.print(f"[{self.lesson}] epoch {self.epoch}/{self.config.epochs}  {shown}")
-        self.accelerator.log(row, step=self.epoch)
+        self.accelerator.log(row, step=progress.global_step)
         self._save(complete=False)
         if self._on_progress is not None:
             self._reported_at = time.monotonic()
@@ -382,12 +462,14 @@ class Run:
                              "name the published one with run.prepare(..., publish=NAME)")
         unwrap = self.accelerator.unwrap_model
         states = {name: obj.state_dict() for name, obj in {**self.optimizers, **self.schedulers}.items()}
+        scaler = self.accelerator.scaler
         return checkpoint.Snapshot(
             lesson=self.lesson, profile=self.profile, task=self.task, config=dataclasses.asdict(self.config),
             progress=dataclasses.replace(self.progress, history=list(self.history)),
             published=self.published or next(iter(self.models)),
             modules={name: unwrap(module) for name, module in self.models.items()},
             states=states, rng=rng, files=dict(self.pending_files),
+            scaler=scaler.state_dict() if scaler is not None else None,
             complete=complete, metrics=metrics)
 
     def _save(self, complete: bool, metrics: dict | None = None) -> None:
@@ -399,13 +481,21 @@ class Run:
 
                 self.pending_files.setdefault("curves.png", plot_curves(self.history, self.lesson))
                 self._curves_drawn_at = time.monotonic()
+            self.pending_files.update(self._tensorboard_files())
             checkpoint.save(self.folder, self.snapshot(complete, rng, metrics), carry_over=self._have_checkpoint)
         self._have_checkpoint = True
         self.pending_files = {}
         self.accelerator.wait_for_everyone()
 
+    def _tensorboard_files(self) -> dict[str, bytes]:
+        """The TensorBoard event files so far, as the checkpoint's runs/ (the Hub's Metrics tab).
 
-def _fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+        The writer keeps its files open beside the checkpoint folder, which every save replaces,
+        so each save copies them in; the machine's name leaves the file names."""
+        if "tensorboard" not in {tracker.name for tracker in self.accelerator.trackers}:
+            return {}
+        tracker = self.accelerator.get_tracker("tensorboard")
+        tracker.writer.flush()
+        root = Path(tracker.logging_dir)
+        return {"runs/" + re.sub(r"(tfevents\.\d+)\..+(\.\d+\.\d+)$", r"\1.host\2", p.relative_to(root).as_posix()):
+                p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}

@@ -23,9 +23,14 @@ MODEL_KEY = "model_type"  # config.json's name for the registered model, as in t
 # The Hub metadata of every checkpoint, in the mixin here and in the cards of training/card.py.
 LIBRARY_NAME, LICENSE = "zero-to-gans", "mit"
 TAGS = ("zero-to-gans",)  # the mixin adds "pytorch_model_hub_mixin" and "model_hub_mixin"
+# Where the code lives, so a card's reader can install the classes its weights need. The one
+# place that says it: pyproject.toml's [project.urls] repeats it (tests/test_hub.py checks they
+# agree), the mixin's cards link it, and training/card.py builds the pip line from it.
+CODE_URL = "https://github.com/zero-to-gans/zero-to-gans"
 
 
-class HubModel(nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE, tags=list(TAGS)):
+class HubModel(nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME, license=LICENSE, tags=list(TAGS),
+               repo_url=CODE_URL, docs_url=f"{CODE_URL}#readme"):
     """`nn.Module` that saves its constructor arguments as config.json next to model.safetensors.
 
     Subclasses set `input_shape`, the shape of one input without the batch dimension,
@@ -46,6 +51,9 @@ class HubModel(nn.Module, PyTorchModelHubMixin, library_name=LIBRARY_NAME, licen
     def _from_pretrained(cls, *, model_id, revision, cache_dir, force_download, local_files_only,
                          token, map_location="cpu", strict=True, **model_kwargs):
         # The mixin defaults to strict=False and falls back to pickled weights; we allow neither.
+        # These are the keywords huggingface_hub >= 1.0 passes (pyproject.toml's lower bound):
+        # 0.x also passed `proxies` and `resume_download`, which would land in `model_kwargs`
+        # and reach the model's constructor as unknown arguments.
         if not strict:
             raise ValueError("zero-to-gans models load with strict=True only")
         if Path(model_id).is_dir():

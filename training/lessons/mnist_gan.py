@@ -38,26 +38,28 @@ import torch.nn.functional as F
 from shared.models import build_model
 from shared.models.gan import from_pixels
 from training.averaging import decay_at, update_average
+from training.config import Count, Decay, Positive, Seed
 from training.gan import fixed_latents, generate, step_latents
 from training.gan_metrics import SlicedWasserstein, fid
-from training.mnist import load_mnist, synthetic_digits
+from training.mnist import data_problem, load_mnist, synthetic_digits
 from training.playground import Number, PlaygroundSettings, mnist_data, saved_image
 from training.plots import image_grid, timelapse
+from training.report import Reference
 
 
 @dataclass
 class Config:
-    latent_dim: int = 64
-    hidden_size: int = 256
-    epochs: int = 12
-    batch_size: int = 100
-    lr: float = 5e-4
-    betas: list[float] = field(default_factory=lambda: [0.5, 0.999])
-    average_decay: float = 0.0  # > 0: publish and measure a moving average of the generator's weights
-    swd_images: int = 2048  # generated vs MNIST test digits for the per-epoch SWD
-    fid_images: int = 2048
+    latent_dim: Count = 64
+    hidden_size: Count = 256
+    epochs: Count = 12
+    batch_size: Count = 100
+    lr: Positive = 5e-4
+    betas: list[Decay] = field(default_factory=lambda: [0.5, 0.999])
+    average_decay: Decay = 0.0  # > 0: publish and measure a moving average of the generator's weights
+    swd_images: Count = 2048  # generated vs MNIST test digits for the per-epoch SWD
+    fid_images: Count = 2048
     synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
-    seed: int = 0
+    seed: Seed = 0
 
 
 PROFILES = {
@@ -74,6 +76,12 @@ TASK = dict(type="unconditional-image-generation", dataset="ylecun/mnist", datas
             metrics={"swd": "Sliced Wasserstein distance x1e3 (lower is better)", "fid": "FID"},
             summary="Fully connected GAN that draws MNIST digits: lesson 6 of Zero to GANs. "
                     "The generator maps 64 standard normal numbers to a 28x28 digit in [-1, 1].")
+DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+
+# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
+# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
+# The SWD of the averaged generator after 12 epochs; seconds: the whole run, per-epoch SWD included.
+REFERENCE = Reference("swd", 30.7, spread=5, seconds=180, higher_is_better=False)
 
 # In the playground Space: what a visitor may change, within what keeps a run under its time cap,
 # with smaller evaluations than the cpu profile's; the picture is the epoch's grid of samples.
@@ -98,11 +106,11 @@ def train(run):
     discriminator = build_model("mnist-gan-discriminator", hidden_size=cfg.hidden_size)
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    average = copy.deepcopy(generator) if cfg.average_decay else None
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
-    generator, average, discriminator, optimizer_g, optimizer_d = run.prepare(
-        generator=generator, generator_average=average, discriminator=discriminator,
-        optimizer_g=optimizer_g, optimizer_d=optimizer_d,
+    # The average is never trained, so Accelerate does not wrap it: it is only kept (on the device, saved).
+    average = run.keep(generator_average=copy.deepcopy(generator) if cfg.average_decay else None)
+    generator, discriminator, optimizer_g, optimizer_d = run.prepare(
+        generator=generator, discriminator=discriminator, optimizer_g=optimizer_g, optimizer_d=optimizer_d,
         publish="generator" if average is None else "generator_average")
     published = average if average is not None else generator  # what the grids, SWD and the Space see
     unwrap = run.accelerator.unwrap_model
