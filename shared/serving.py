@@ -12,6 +12,9 @@ Queue and launch. A public Space on a 2-core machine: a bounded queue, two reque
 one torch thread per request (tiny models gain nothing from more, and on busy cores two threads
 per request mostly wait for each other: measured 6x slower on the CIFAR-10 Space), small
 uploads, errors shown only as the messages the app wrote, no monitoring endpoint.
+
+Housekeeping: `prune_folders` deletes a Space's own folders past an age, and `every` runs such
+a task on a timer of the server (not of a page: it runs with no visitor too).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import hashlib
 import io
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -92,9 +96,36 @@ class OutputFiles:
                 shutil.rmtree(entry, ignore_errors=True)
 
 
-def queue(demo):
-    """The Space's queue: bounded, CONCURRENT_REQUESTS at a time (one per core). Returns `demo`."""
-    return demo.queue(max_size=MAX_QUEUE, default_concurrency_limit=CONCURRENT_REQUESTS)
+def prune_folders(root: Path, max_age: float, keep=frozenset()) -> None:
+    """Delete the folders in `root` untouched for `max_age` seconds, except those in `keep`."""
+    now = time.time()
+    for folder in root.glob("*") if root.is_dir() else []:
+        with contextlib.suppress(OSError):
+            if folder not in keep and now - folder.stat().st_mtime > max_age:
+                shutil.rmtree(folder)
+
+
+def every(seconds: float, task, name: str) -> threading.Thread:
+    """Run `task()` every `seconds` in a daemon thread of the server. Housekeeping must run whether
+    or not anyone visits: a gr.Timer ticks in each open page instead (an event per visitor per tick,
+    and none with nobody there). A failure is logged; the next round tries again."""
+    def loop():
+        while True:
+            time.sleep(seconds)
+            try:
+                task()
+            except Exception as error:  # noqa: BLE001
+                print(f"[{name}] failed: {type(error).__name__}: {error}", file=sys.stderr)
+
+    thread = threading.Thread(target=loop, name=name, daemon=True)
+    thread.start()
+    return thread
+
+
+def queue(demo, *, max_size: int = MAX_QUEUE):
+    """The Space's queue: at most `max_size` waiting, CONCURRENT_REQUESTS at a time (one per core).
+    Returns `demo`."""
+    return demo.queue(max_size=max_size, default_concurrency_limit=CONCURRENT_REQUESTS)
 
 
 def launch(demo, *, max_file_size: str = "10mb") -> None:

@@ -241,7 +241,8 @@ def test_same_seed_same_result(lesson, tmp_path):
 
 
 def test_a_run_in_a_thread_reports_progress_and_stops_on_request(tmp_path):
-    """What the training playground does: the lesson in a thread, rows streamed, a Stop button."""
+    """Rows streamed to another thread, and a stop asked from it (the playground's worker process
+    asks from its listener thread when the server sends Stop)."""
     import queue
     import threading
 

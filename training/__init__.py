@@ -39,6 +39,9 @@ shortest example):
    - `run.add_file(name, figure)` for pictures; `return run.finish(test_accuracy=...)`.
 4. Register the lesson's name in `LESSONS` below and its model in `shared/models/`; the
    smoke sweep in tests/test_lessons.py then runs it.
+5. Optionally `PLAYGROUND = PlaygroundSettings(...)` (training/playground.py): what a visitor
+   of the playground Space may change, within what bounds, and the picture after each epoch;
+   a lesson that declares it is on that page.
 
 A checkpoint flows one way: `Run.snapshot()` -> `checkpoint.save` -> folder ->
 `checkpoint.load` -> the next `Run`. Datasets have a module each (`mnist`, `cifar10`,

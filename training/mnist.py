@@ -27,7 +27,8 @@ def load_mnist(data_dir: Path) -> tuple[TensorData, TensorData]:
         train = MNIST(data_dir, train=True, download=not have)
         test = MNIST(data_dir, train=False, download=not have)
     except Exception as error:  # offline, read-only, or a partial download
-        raise DataNotFound(_missing(raw, str(error).splitlines()[0])) from error
+        # A corrupt file may fail with an empty message (an IndexError): name its type then.
+        raise DataNotFound(_missing(raw, (str(error).splitlines() or [type(error).__name__])[0])) from error
     return TensorData(train.data, train.targets), TensorData(test.data, test.targets)
 
 

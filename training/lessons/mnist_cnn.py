@@ -23,6 +23,7 @@ from training.augment import random_affine
 from training.config import Count, Fraction, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, test_metrics
 from training.mnist import data_problem, mnist_splits
+from training.playground import DIGIT_PREDICTIONS, Number, PlaygroundSettings, mnist_data
 from training.report import Reference
 
 
@@ -56,6 +57,12 @@ DATA = data_problem  # None when the data is on disk or downloadable (checked be
 # The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
 # run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 99.56, spread=0.15, seconds=190.7)
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("max_lr", 4e-3, 1e-4, 0.05), epochs=Number("epochs", 1, 1, 2, integer=True),
+    batch_size=Number("batch_size", 128, 32, 512, integer=True),
+    picture=DIGIT_PREDICTIONS, tried_with="drawing", data=mnist_data)
 
 
 def augment(images: torch.Tensor, cfg) -> torch.Tensor:

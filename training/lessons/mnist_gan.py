@@ -42,6 +42,7 @@ from training.config import Count, Decay, Positive, Seed
 from training.gan import fixed_latents, generate, step_latents
 from training.gan_metrics import SlicedWasserstein, fid
 from training.mnist import data_problem, load_mnist, synthetic_digits
+from training.playground import Number, PlaygroundSettings, mnist_data, saved_image
 from training.plots import image_grid, timelapse
 from training.report import Reference
 
@@ -81,6 +82,13 @@ DATA = data_problem  # None when the data is on disk or downloadable (checked be
 # run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 # The SWD of the averaged generator after 12 epochs; seconds: the whole run, per-epoch SWD included.
 REFERENCE = Reference("swd", 30.7, spread=5, seconds=180, higher_is_better=False)
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap,
+# with smaller evaluations than the cpu profile's; the picture is the epoch's grid of samples.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("lr", 5e-4, 1e-5, 5e-3), epochs=Number("epochs", 2, 1, 3, integer=True),
+    batch_size=Number("batch_size", 100, 32, 512, integer=True), fixed=("--swd_images=512", "--fid_images=256"),
+    picture=saved_image(lambda epoch: f"samples/epoch_{epoch:03d}.png"), tried_with="seed", data=mnist_data)
 
 
 def train(run):

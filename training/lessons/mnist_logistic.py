@@ -29,6 +29,7 @@ from shared.preprocessing import normalize_mnist
 from training.config import Count, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, test_metrics
 from training.mnist import data_problem, mnist_splits
+from training.playground import DIGIT_PREDICTIONS, Choice, Number, PlaygroundSettings, mnist_data
 from training.plots import predictions_figure
 from training.report import Reference
 
@@ -59,6 +60,13 @@ DATA = data_problem  # None when the data is on disk or downloadable (checked be
 # The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
 # run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 92.62, spread=0.3, seconds=10.3)
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("lr", 1e-3, 1e-5, 1.0), epochs=Number("epochs", 3, 1, 5, integer=True),
+    batch_size=Number("batch_size", 128, 16, 1024, integer=True),
+    optimizer=Choice("optimizer", {"Adam": "adam", "SGD": "sgd"}),
+    picture=DIGIT_PREDICTIONS, tried_with="drawing", data=mnist_data)
 
 
 def make_optimizer(cfg, params, total_steps: int):

@@ -31,6 +31,15 @@ from training.augment import random_affine
 from training.config import Count, Fraction, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, test_metrics
 from training.mnist import data_problem, mnist_splits
+from training.playground import (
+    DIGIT_PREDICTIONS,
+    Choice,
+    Number,
+    PlaygroundSettings,
+    Sizes,
+    Switch,
+    mnist_data,
+)
 from training.report import Reference
 
 
@@ -69,6 +78,14 @@ DATA = data_problem  # None when the data is on disk or downloadable (checked be
 # The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
 # run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 98.06, spread=0.3, seconds=47.1)
+
+# In the playground Space: what a visitor may change, within what keeps a run under its time cap.
+PLAYGROUND = PlaygroundSettings(
+    lr=Number("lr", 2e-3, 1e-5, 1.0), epochs=Number("epochs", 2, 1, 5, integer=True),
+    batch_size=Number("batch_size", 128, 16, 1024, integer=True),
+    hidden_sizes=Sizes("hidden_sizes", "32", most_layers=3, low=8, high=512),
+    optimizer=Choice("optimizer", {"AdamW": "adamw", "SGD": "sgd"}), augment=Switch("augment", True),
+    picture=DIGIT_PREDICTIONS, tried_with="drawing", data=mnist_data)
 
 
 def train(run):
