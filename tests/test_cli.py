@@ -112,7 +112,7 @@ def test_a_result_worse_than_its_reference_by_more_than_the_spread_is_marked():
 
 def test_without_a_terminal_a_run_prints_progress_lines_with_time_left(tmp_path):
     result = run_training("mnist-cnn", "--profile", "smoke", "--out-dir", str(tmp_path), "--epochs=2",
-                          "--progress-every", "0.2")
+                          "--progress-every", "0.01")  # an epoch of the smoke data takes about 0.2 s
     lines = [line for line in result.stderr.splitlines() if " batch " in line]
     assert lines, result.stderr[-2000:]
     pattern = re.compile(r"^\[mnist-cnn\] epoch [12]/2  batch \d+/\d+  loss \d+\.\d+  [\d,]+ img/s  "

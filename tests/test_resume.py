@@ -221,10 +221,12 @@ def test_resume_without_a_checkpoint_says_so(tmp_path):
 
 
 def test_nan_loss_stops_the_run_and_publishes_nothing(tmp_path):
+    # A learning rate of 1e38 is a valid setting (--lr=inf is refused before training) whose first
+    # step sends the weights to infinity, so the loss becomes NaN.
     # --push-to-hub would try the network (absent here) if the run got as far as publishing;
     # a (fake) token lets it past the check that stops a run without one before training.
     result = run_training("mnist-logistic", "--profile", "smoke", "--out-dir", str(tmp_path),
-                          "--lr=inf", "--optimizer=sgd", "--push-to-hub", "someone/model", check=False,
+                          "--lr=1e38", "--optimizer=sgd", "--push-to-hub", "someone/model", check=False,
                           env={"HF_TOKEN": "hf_FAKEtoken1234567890abcdefghij", "HF_HUB_OFFLINE": "1"})
     assert result.returncode == 1, result.stderr
     assert "non-finite" in result.stderr and "nothing was saved or published" in result.stderr
