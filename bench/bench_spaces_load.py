@@ -8,7 +8,13 @@
   Reported: errors (target 0), p50/p95 latency, the server's resident memory after a warm-up and
   after the load (target: growth <= 50 MiB), and the size of the Space's output folder and of
   Gradio's cache afterwards (the output folder is pruned to `OutputFiles.max_entries` entries).
-- playground: see `playground_load` and `playground_faults` below.
+- playground (the smoke profile's data, or MNIST with --data-dir): `--visitors` visitors press
+  Train at the same moment with a run longer than the cap (`--cap` seconds). Reported: the places
+  in the queue they were shown, overlapping runs (from the worker processes' start and exit times
+  in the server's log: target 0), the longest run (target: within cap + 5 s), and the server's
+  memory after the first and the last run (target: within 100 MiB). Then three faults, each
+  followed by a normal run: a worker killed with SIGKILL mid-run, a visitor closing the stream
+  (the tab) mid-run, and a run that raises (MNIST files on disk that are not MNIST).
 
 Weights are what the Spaces would load ($ZTG_WEIGHTS_*, checkpoints/, the Hub cache), else
 untrained ones (latency and memory do not depend on the values). Client and server share this
@@ -21,8 +27,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -34,10 +42,16 @@ from gradio_client import handle_file  # noqa: E402
 from space_bench import Report, weights_env  # noqa: E402
 
 from harness.drawings import drawing  # noqa: E402
-from harness.spaces import client, editor_value, serve  # noqa: E402
+from harness.spaces import client, editor_value, serve, worker_lives  # noqa: E402
 
 SPACES = ROOT / "spaces"
+PLAYGROUND = SPACES / "playground" / "app.py"
 RSS_GROWTH_MIB = 50
+PLAYGROUND_RSS_MIB = 100
+# lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment: 500 epochs of single-row batches,
+# far longer than any cap; and a run that finishes in seconds.
+LONG = ("linear-regression", 1e-5, 500, 1, "32", "SGD", True)
+SHORT = ("linear-regression", 1e-5, 20, 5, "32", "SGD", True)
 WARMUP = 20  # requests before the "before" memory reading: imports and first allocations are not growth
 
 
@@ -127,13 +141,127 @@ def space_load(name: str, args, tmp: Path) -> None:
     report.show(f"{name} Space under load", origin, alive)
 
 
+def wait_for(job, timeout: float) -> list:
+    deadline = time.monotonic() + timeout
+    while not job.done():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the run did not end in time")
+        time.sleep(0.05)
+    return job.outputs()
+
+
+def playground_load(args, tmp: Path) -> None:
+    """`--visitors` visitors press Train at once; see the module docstring for what is measured."""
+    env = {"ZTG_PLAYGROUND_MAX_SECONDS": str(args.cap)}
+    env |= {"ZTG_DATA_DIR": args.data_dir} if args.data_dir else {"ZTG_PLAYGROUND_PROFILE": "smoke"}
+    report = Report()
+    with serve(PLAYGROUND, env) as server:
+        clients = [client(server.url, tmp / "downloads") for _ in range(args.visitors)]
+        places, statuses, rss_after, lock = {}, {}, [], threading.Lock()
+        barrier = threading.Barrier(args.visitors)
+
+        def visitor(index, own):
+            barrier.wait()
+            job = own.submit(*LONG, api_name="/train")
+            while not job.done():
+                rank = job.status().rank
+                if rank is not None:
+                    places[index] = max(places.get(index, 0), rank + 1)
+                time.sleep(0.1)
+            with lock:  # the memory as this run ended, in the order runs end
+                rss_after.append(server.rss_mb()[0])
+            statuses[index] = job.outputs()[-1][1] if job.outputs() else ""
+
+        start = time.perf_counter()
+        threads = [threading.Thread(target=visitor, args=(i, c)) for i, c in enumerate(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(args.visitors * (args.cap + 30))
+        wall = time.perf_counter() - start
+        lives = worker_lives(server.log())
+        alive = server.alive()
+    ends = [(end if end is not None else float("inf")) for _, _, end in lives]
+    overlaps = sum(start < previous_end for (_, start, _), previous_end in zip(lives[1:], ends, strict=False))
+    longest = max(end - begin for _, begin, end in lives) if lives and None not in ends else float("inf")
+    stopped = sum(status.startswith("**Stopped** by the time limit") for status in statuses.values())
+    report.row(f"{args.visitors} visitors at once: runs, stopped by the cap", f"{len(lives)}",
+               f"{stopped} stopped by the cap", f"= {args.visitors}: {'ok' if stopped == args.visitors else 'MISSED'}")
+    report.row("places in the queue shown (visitor: highest place)", f"{len(places)} visitors",
+               " ".join(f"{places[i]}" for i in sorted(places)) or "none")
+    report.row("overlapping runs (worker processes' start and exit)", f"{overlaps}", "", f"= 0: {'ok' if not overlaps else 'MISSED'}")
+    report.row("longest run, process start to exit", f"{longest:.1f} s", f"cap {args.cap:g} s",
+               report.verdict(longest, args.cap + 5))
+    growth = rss_after[-1] - rss_after[0] if rss_after else float("nan")
+    report.row("server RSS after run 1 / after the last", f"{growth:+.0f} MiB",
+               f"{rss_after[0]:.0f} -> {rss_after[-1]:.0f} MiB" if rss_after else "", report.verdict(abs(growth), PLAYGROUND_RSS_MIB))
+    report.row("wall time of the load", f"{wall:.0f} s")
+    report.show("playground Space under load", {"runs": f"{LONG[0]}, {LONG[2]} epochs of batch {LONG[3]}"}, alive)
+    playground_faults(args, tmp, env)
+
+
+def playground_faults(args, tmp: Path, env: dict) -> None:
+    """A worker killed mid-run, a stream closed mid-run, a run that raises: each followed by a normal run."""
+    report = Report()
+
+    def then_a_normal_run(api, name):
+        status = wait_for(api.submit(*SHORT, api_name="/train"), 120)[-1][1]
+        report.row(f"{name}: the next run", status.split(" ")[0], "", "ok" if status.startswith("**Done**") else "MISSED")
+
+    def first_epoch(job):
+        deadline = time.monotonic() + 60
+        while not any(picture for _, _, picture in job.outputs()):  # an epoch ended: a checkpoint exists
+            if time.monotonic() > deadline or job.done():
+                raise TimeoutError("no epoch ended")
+            time.sleep(0.05)
+
+    with serve(PLAYGROUND, env | {"ZTG_PLAYGROUND_MAX_SECONDS": "60"}) as server:
+        api = client(server.url, tmp / "downloads")
+        job = api.submit(*LONG, api_name="/train")
+        first_epoch(job)
+        pid = worker_lives(server.log())[-1][0]
+        os.kill(pid, signal.SIGKILL)
+        status = wait_for(job, 30)[-1][1]
+        report.row("worker SIGKILLed mid-run: the page says", status[:60], "",
+                   "ok" if status.startswith("**Error:**") and "killed" in status else "MISSED")
+        then_a_normal_run(api, "after SIGKILL")
+
+        job = api.submit(*LONG, api_name="/train")
+        first_epoch(job)
+        closed = time.time()
+        job.cancel()  # what closing the tab does to the stream
+        deadline = time.monotonic() + 30
+        while worker_lives(server.log())[-1][2] is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        end = worker_lives(server.log())[-1][2]
+        report.row("stream closed mid-run: its worker exited after", f"{end - closed:.1f} s" if end else "never",
+                   "", report.verdict(end - closed if end else float("inf"), 5))
+        then_a_normal_run(api, "after the closed stream")
+        killed_alive = server.alive()
+
+    broken = tmp / "broken-mnist" / "MNIST" / "raw"
+    broken.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+        (broken / name).write_bytes(b"not an IDX file")
+    with serve(PLAYGROUND, {"ZTG_DATA_DIR": str(broken.parents[1]), "ZTG_PLAYGROUND_MAX_SECONDS": "60"}) as server:
+        api = client(server.url, tmp / "downloads")
+        status = wait_for(api.submit("mnist-logistic", 1e-3, 1, 128, "32", "Adam", True, api_name="/train"), 120)[-1][1]
+        report.row("a run that raises: the page says", status[:60], "",
+                   "ok" if status.startswith("**Error:**") and "Traceback" not in status else "MISSED")
+        then_a_normal_run(api, "after the run that raised")
+        alive = server.alive() and killed_alive
+    report.show("playground Space faults", {}, alive)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=1000, help="requests per Space (digits, cifar10, faces)")
     p.add_argument("--clients", type=int, default=16)
     p.add_argument("--only", default="digits,cifar10,faces,playground")
     p.add_argument("--random-weights", action="store_true", help="untrained weights for every model")
-    p.add_argument("--data-dir", help="MNIST for the playground's real-data runs (else the smoke profile)")
+    p.add_argument("--visitors", type=int, default=10, help="playground visitors pressing Train at once")
+    p.add_argument("--cap", type=float, default=10, help="the playground's wall-clock cap per run, seconds")
+    p.add_argument("--data-dir", help="MNIST for the playground's runs (default: the smoke profile's data)")
     args = p.parse_args()
     wanted = args.only.split(",")
     unknown = set(wanted) - {*LOADED, "playground"}
@@ -144,6 +272,8 @@ def main() -> None:
         print(f"== {name}", flush=True)
         if name in LOADED:
             space_load(name, args, tmp)
+        else:
+            playground_load(args, tmp)
 
 
 if __name__ == "__main__":
