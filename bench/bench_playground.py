@@ -49,6 +49,8 @@ def one_run(api, settings) -> dict:
             first = time.perf_counter() - start
         time.sleep(0.02)
     outputs = job.outputs()
+    if first is None and any(status.startswith("Training:") for _, status, _ in outputs):  # ended between polls
+        first = time.perf_counter() - start
     status = outputs[-1][1]
     accuracy = re.search(r"test accuracy ([0-9]+(?:\.[0-9]+)?)", status)
     return {"first_point_s": first, "total_s": time.perf_counter() - start, "status": status,
@@ -58,8 +60,9 @@ def one_run(api, settings) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--data-dir", type=Path, help="MNIST's folder (default: $ZTG_DATA_DIR or ../shared/datasets)")
     args = p.parse_args()
-    datasets = find_datasets()
+    datasets = args.data_dir or find_datasets()
     if datasets is None:
         sys.exit("MNIST not found: set ZTG_DATA_DIR to a folder with MNIST/raw/")
     settings = defaults()

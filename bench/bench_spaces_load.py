@@ -267,13 +267,13 @@ def main() -> None:
     unknown = set(wanted) - {*LOADED, "playground"}
     if unknown:
         raise SystemExit(f"--only: unknown Space {', '.join(sorted(unknown))}")
-    tmp = Path(tempfile.mkdtemp(prefix="bench-spaces-load-"))
-    for name in wanted:
-        print(f"== {name}", flush=True)
-        if name in LOADED:
-            space_load(name, args, tmp)
-        else:
-            playground_load(args, tmp)
+    with tempfile.TemporaryDirectory(prefix="bench-spaces-load-") as tmp:  # weights, uploads, downloads
+        for name in wanted:
+            print(f"== {name}", flush=True)
+            if name in LOADED:
+                space_load(name, args, Path(tmp))
+            else:
+                playground_load(args, Path(tmp))
 
 
 if __name__ == "__main__":

@@ -83,12 +83,18 @@ def draw_on_canvas(page, canvas, digit: str, box=(0.25, 0.15, 0.5, 0.7), step_px
     for stroke in STROKES[digit][strokes]:
         page.mouse.move(*at(*stroke[0]))
         page.mouse.down()
-        for start, end in zip(stroke, stroke[1:], strict=False):
-            (x0, y0), (x1, y1) = at(*start), at(*end)
-            steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step_px))
-            for i in range(1, steps + 1):
-                page.mouse.move(x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
+        for x, y in _moves(stroke, at, step_px):
+            page.mouse.move(x, y)
         page.mouse.up()
+
+
+def _moves(stroke, at, step_px: float):
+    """The page points a pointer passes through along `stroke`, about `step_px` apart (not its start)."""
+    for start, end in zip(stroke, stroke[1:], strict=False):
+        (x0, y0), (x1, y1) = at(*start), at(*end)
+        steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step_px))
+        for i in range(1, steps + 1):
+            yield x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps
 
 
 def _square(area: dict, box) -> Callable[[float, float], tuple[float, float]]:
@@ -112,11 +118,8 @@ def draw_with_finger(page, canvas, stroke: list[tuple[float, float]], step_px: f
             session.send("Input.dispatchTouchEvent", {"type": kind, "touchPoints": points})
 
         touch("touchStart", *at(*stroke[0]))
-        for start, end in zip(stroke, stroke[1:], strict=False):
-            (x0, y0), (x1, y1) = at(*start), at(*end)
-            steps = max(1, math.ceil(math.hypot(x1 - x0, y1 - y0) / step_px))
-            for i in range(1, steps + 1):
-                touch("touchMove", x0 + (x1 - x0) * i / steps, y0 + (y1 - y0) * i / steps)
+        for x, y in _moves(stroke, at, step_px):
+            touch("touchMove", x, y)
         touch("touchEnd", 0, 0)
     finally:
         session.detach()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -66,14 +65,12 @@ class RunningApp:
         return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
 
 
-# What the playground's server logs of each training process (training/worker.py).
-WORKER_LINE = re.compile(r"\[playground\] worker (\d+) \(([\w-]+)\) (started|exited with code -?\d+) at ([\d.]+)")
-
-
 def worker_lives(log: str) -> list[tuple[int, float, float | None]]:
-    """(pid, start, exit) of every worker process, from the server's log, in start order."""
+    """(pid, start, exit) of every playground worker process, from the server's log, in start order."""
+    from training.worker import LOG_LINE
+
     lives: dict[int, list] = {}
-    for pid, _, what, at in WORKER_LINE.findall(log):
+    for pid, _, what, at in LOG_LINE.findall(log):
         life = lives.setdefault(int(pid), [int(pid), None, None])
         life[1 if what == "started" else 2] = float(at)
     return [tuple(life) for life in sorted(lives.values(), key=lambda life: life[1])]

@@ -128,6 +128,8 @@ def pin_installed(requirements: str, where: str) -> str:
                                  "version cannot be the tested one; install the project first (make setup)") from None
             label = found["version"].partition("+")[2]
             line = f"{found['name']}=={installed.partition('+')[0]}" + (f"+{label}" if label else "")
+        elif "==" in line and not line.lstrip().startswith("#"):  # an extra or a marker: not pinned silently
+            raise SystemExit(f"error: {where}: cannot pin {line.strip()!r}; write it as name==version")
         lines.append(line)
     return "\n".join(lines) + "\n"
 
@@ -200,7 +202,8 @@ def upload(space: str, repo_id: str, private: bool | None = None, weights_org: s
                                  description=f"read token for {', '.join(private_models)} (spaces/deploy.py)")
         # "*" with every file of the folder uploaded: the repo ends up holding exactly the folder
         # (upload_folder never deletes .gitattributes, which holds the Hub's LFS rules). One commit:
-        # a staged Space is about 50 small files; upload_folder splits only past a couple of hundred.
+        # a staged Space is about 50 small files; upload_folder splits into several commits only past
+        # about 250 (huggingface_hub's batches with hf_xet installed).
         info = api.upload_folder(repo_id=repo_id, folder_path=folder, repo_type="space", delete_patterns="*",
                                  commit_message=f"Deploy the {space} Space from zero-to-gans")
     return info.commit_url
@@ -236,6 +239,10 @@ def publish(org: str, checkpoints: Path, private: bool | None = None, read_token
     if private and not read_token:
         raise ReadTokenNeeded(f"each Space of {org}", [f"{org}/{folder.name}" for folder in folders],
                               "nothing was uploaded")
+    if read_token:  # a write token is refused now, not after every model was pushed
+        import huggingface_hub
+
+        check_read_token(huggingface_hub.HfApi(), read_token)
     urls = {}
     for folder in folders:
         urls[f"{org}/{folder.name}"] = push_checkpoint(folder, f"{org}/{folder.name}", private=private)

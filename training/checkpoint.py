@@ -3,7 +3,7 @@
     <out-dir>/<lesson>/
         config.json, model.safetensors    the published model (PyTorchModelHubMixin)
         <name>/                           every other module, under the name it was prepared with
-        README.md                         model card; metrics as model-index results
+        README.md                         model card (training.card); model-index only on a Hub dataset
         metrics.json, history.json        final metrics and where the run stands (complete,
                                           epochs_completed of epochs_planned); one row per epoch
         training_config.json              the lesson's hyperparameters

@@ -83,8 +83,9 @@ def cifar10_copy(data_dir: Path) -> tuple[str, bool] | None:
         return "torchvision's original batches (cifar-10-batches-py)", True
     if layout is None:
         return None
-    suffixes = {path.suffix.lower() for split in ("train", "test") for path in (root / "cifar10" / split).glob("*/*")}
-    if suffixes & {".jpg", ".jpeg"}:
+    # Stops at the first JPEG: one directory entry for a JPEG copy, a full listing only for PNGs.
+    if any(path.suffix.lower() in {".jpg", ".jpeg"}
+           for split in ("train", "test") for path in (root / "cifar10" / split).glob("*/*")):
         return ("a JPEG copy (cifar10/{train,test}/<class>/*.jpg): lossy, so accuracies come out lower "
                 "than on the original pixels (the project's airbench runs land about 3 points below the "
                 "paper's)"), False

@@ -100,19 +100,22 @@ def repo_id_of(name: str, args) -> str:
     return args.push_to_hub if args.lesson != "all" else f"{args.push_to_hub}/{name}"
 
 
-def check_data(plan: dict[str, list[str]], args) -> None:
+def check_data(plan: dict[str, list[str]], args) -> dict[str, str | None]:
     """Before any lesson trains, every lesson's settings are valid and the data it reads is on disk
     or downloadable now (each lesson's `DATA` check; a lesson without one brings its data).
+    Returns each lesson's profile (None: nothing to --resume, which the lesson itself says).
 
     A dataset missing offline then stops `all` in its first seconds instead of at the lesson
     that needs it; nothing is decoded or downloaded here (a HEAD request per missing dataset).
     """
     problems: dict[object, str | None] = {}  # one check per dataset, however many lessons read it
+    profiles: dict[str, str | None] = {}
     for name, overrides in plan.items():
         try:
-            module, _, config = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
-                                              out_dir=args.out_dir)
+            module, profiles[name], config = lesson_config(name, overrides, profile=args.profile,
+                                                           resume=args.resume, out_dir=args.out_dir)
         except FileNotFoundError:  # nothing to --resume: the lesson itself says so
+            profiles[name] = None
             continue
         check = getattr(module, "DATA", None)
         if check is not None and not getattr(config, "synthetic_data", False) and check not in problems:
@@ -120,6 +123,7 @@ def check_data(plan: dict[str, list[str]], args) -> None:
     missing = [problem for problem in problems.values() if problem]
     if missing:
         raise DataNotFound("\n\n".join(missing) + "\n\nNothing was trained.")
+    return profiles
 
 
 def run_lesson(name: str, args, overrides: list[str], job=None) -> dict:
@@ -170,9 +174,9 @@ def main(argv: list[str] | None = None) -> None:
         # With 'all', a setting applies to the lessons that have it.
         plan = {name: _applicable(lesson_module(name).Config, overrides) if args.lesson == "all" else overrides
                 for name in names}
-        check_data(plan, args)
+        profiles = check_data(plan, args)
         if args.lesson == "all":
-            run_all(plan, args)
+            run_all(plan, args, profiles)
         else:
             run_lesson(args.lesson, args, overrides)
         from accelerate import PartialState
@@ -186,29 +190,25 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1 if isinstance(error, NonFiniteLoss) else 3 if isinstance(error, PublishError) else 2)
 
 
-def run_all(plan: dict[str, list[str]], args) -> None:
-    """Every lesson in course order, saying where the job stands, then the results table and page."""
+def run_all(plan: dict[str, list[str]], args, profiles: dict[str, str | None]) -> None:
+    """Every lesson in course order, saying where the job stands, then the results table and page.
+    `profiles`: each lesson's, as `check_data` read them."""
     from accelerate import PartialState
 
-    from training.report import JobClock, JobPlace, duration, headline, results
+    from training.report import JobClock, JobPlace, duration, results
 
     estimates = {}
-    for name, overrides in plan.items():
-        try:
-            module, profile, _ = lesson_config(name, overrides, profile=args.profile, resume=args.resume,
-                                               out_dir=args.out_dir)
-        except FileNotFoundError:  # nothing to --resume: the lesson itself says so when it starts
-            module, profile = lesson_module(name), None
-        reference = headline(module)[1]
-        estimates[name] = reference.seconds if reference is not None and reference.profile == profile else None
+    for name in plan:
+        reference = getattr(lesson_module(name), "REFERENCE", None)
+        estimates[name] = reference.seconds if reference is not None and reference.profile == profiles[name] else None
     clock, main_process = JobClock(estimates), PartialState().is_main_process
     for index, (name, overrides) in enumerate(plan.items(), 1):
-        mine, after = clock.estimate(name), clock.after(name)
-        left = "unknown" if mine is None or after is None else f"about {duration(mine + after)}"
+        place = JobPlace(index, len(plan), clock.after(name))
         if main_process:
-            print(f"[all] lesson {index} of {len(plan)}: {name}; job left {left}", flush=True)
+            print(f"[all] lesson {index} of {len(plan)}: {name}; job left {place.job_left(clock.estimate(name))}",
+                  flush=True)
         started = time.monotonic()
-        run_lesson(name, args, overrides, job=JobPlace(index, len(plan), after))
+        run_lesson(name, args, overrides, job=place)
         clock.finished(name, time.monotonic() - started)
     if main_process:
         table, page = results(args.out_dir, {name: lesson_module(name) for name in plan}, clock.walls)

@@ -48,7 +48,7 @@ Size = Annotated[int, Range(0)]                  # a count where 0 means none (o
 Positive = Annotated[float, Range(0, above=True)]  # learning rates, scales
 NonNegative = Annotated[float, Range(0)]         # weight decay, clipping, augmentation strengths
 Fraction = Annotated[float, Range(0, 1)]         # shares of a dataset, dropout, label smoothing
-Decay = Annotated[float, Range(0, 1)]            # momentum-like factors
+Decay = Fraction                                 # momentum-like factors
 Seed = Annotated[int, Range(0, 2**32 - 1)]       # what NumPy's seeding accepts
 
 

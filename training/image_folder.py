@@ -79,13 +79,13 @@ def folder_splits(run) -> FolderData:
         data = FolderData(train, val, test, [f"pattern_{i}" for i in range(3)],
                           sources={"train": "generated", "val": "generated", "test": "generated"})
     else:
-        folder, classes = Path(run.data_dir), cfg.classes
-        if is_course_folder(folder):
+        folder, classes, course = Path(run.data_dir), cfg.classes, is_course_folder(Path(run.data_dir))
+        if course:
             classes = classes or list(COURSE_DEMO)
             run.print(f"[image-folder] {run.data_dir} is the course's data folder: training on the CIFAR-10 "
                       f"classes {', '.join(classes)} as an example; point --data-dir at your own folder")
         with run.accelerator.local_main_process_first():  # one process per machine decodes
-            if not is_course_folder(folder):
+            if not course:
                 data = load_folder(folder, classes, cfg.image_size, cfg.val_fraction, cfg.test_fraction, cfg.seed)
             elif (folder / "cifar10" / "train").is_dir():  # the fast.ai layout: decoded as any folder
                 data = load_folder(folder / "cifar10", classes, cfg.image_size, cfg.val_fraction,

@@ -22,7 +22,7 @@ def load_mnist(data_dir: Path) -> tuple[TensorData, TensorData]:
     from torchvision.datasets import MNIST
 
     raw = Path(data_dir) / "MNIST" / "raw"
-    have = _on_disk(raw)
+    have = on_disk(raw)
     try:
         train = MNIST(data_dir, train=True, download=not have)
         test = MNIST(data_dir, train=False, download=not have)
@@ -37,13 +37,14 @@ def data_problem(data_dir: Path) -> str | None:
     from torchvision.datasets import MNIST
 
     raw = Path(data_dir) / "MNIST" / "raw"
-    if _on_disk(raw):
+    if on_disk(raw):
         return None
     reasons = [unreachable(mirror + MNIST.resources[0][0]) for mirror in MNIST.mirrors]
     return None if None in reasons else _missing(raw, reasons[0])
 
 
-def _on_disk(raw: Path) -> bool:
+def on_disk(raw: Path) -> bool:
+    """Whether the four MNIST files are in `raw` (as they are or gzipped)."""
     return all((raw / f).exists() or (raw / f"{f}.gz").exists() for f in MNIST_FILES)
 
 

@@ -248,12 +248,12 @@ def fitted_values(inputs: list, targets: list, names: list[str]) -> Picture:
 
 def mnist_data(data_dir: Path, where: str) -> str | None:
     """MNIST under `data_dir` (downloaded there by torchvision when missing, not decoded here):
-    None, or what to do."""
+    None, or what to do. Unlike the lesson's `DATA` check, which only looks, this downloads, and its
+    message names no folder of the server (the page shows it)."""
     from training.data import DataNotFound
-    from training.mnist import MNIST_FILES, load_mnist
+    from training.mnist import MNIST_FILES, load_mnist, on_disk
 
-    raw = Path(data_dir) / "MNIST" / "raw"
-    if all((raw / name).exists() or (raw / f"{name}.gz").exists() for name in MNIST_FILES):
+    if on_disk(Path(data_dir) / "MNIST" / "raw"):
         return None  # read by each run, in its own process: the server needs no digits
     try:
         load_mnist(data_dir)
@@ -263,7 +263,6 @@ def mnist_data(data_dir: Path, where: str) -> str | None:
                 f"MNIST/raw/ in {where}, or let the server reach the internet (it downloads them there at "
                 "start-up, about 12 MB), then restart it.")
     return None
-
 
 
 def data_problems(offered: dict[str, PlaygroundSettings], profile: str, data_dir: Path, where: str,
@@ -390,13 +389,16 @@ def stream(worker, settings: PlaygroundSettings, epochs: int, outputs, update_ev
                     continue
             else:
                 outcome = (kind, value)
-            if pending is not None:
+            if pending is not None and outcome is not None:  # the last picture goes out with the end
                 picture = picture_file(worker.lesson, settings, outputs, *pending) or picture
                 pending = None
             last_yield = time.monotonic()
             status = progress_line(latest, epochs, last_yield - start) if outcome is None \
                 else final_status(worker, outcome, latest, last_yield - start)
             yield curves_figure(points), status, picture
+            if pending is not None:  # drawn after the curve went out (a figure takes a while): the next update shows it
+                picture = picture_file(worker.lesson, settings, outputs, *pending) or picture
+                pending = None
     finally:  # the visitor left (the stream was closed): their run stops too
         if outcome is None:
             worker.stop()

@@ -87,9 +87,14 @@ class JobPlace:
     total: int
     seconds_after: float | None  # the lessons after this one (JobClock.after); None: not known yet
 
-    def describe(self, lesson_left: float) -> str:
-        left = "unknown" if self.seconds_after is None else f"about {duration(lesson_left + self.seconds_after)}"
-        return f"lesson {self.index} of {self.total}, job left {left}"
+    def describe(self, lesson_left: float | None) -> str:
+        return f"lesson {self.index} of {self.total}, job left {self.job_left(lesson_left)}"
+
+    def job_left(self, lesson_left: float | None) -> str:
+        """'about 1 h 05 min' from what this lesson has left, or 'unknown'."""
+        if lesson_left is None or self.seconds_after is None:
+            return "unknown"
+        return f"about {duration(lesson_left + self.seconds_after)}"
 
 
 class JobClock:

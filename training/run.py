@@ -296,13 +296,13 @@ class Run:
                 progress.global_step += 1
                 self._epoch_samples += len(inputs) * world
                 bar.update()
-                if lines and time.monotonic() >= next_line:  # a clock read per batch: no device wait
+                now = time.monotonic()  # one clock read per batch: no device wait
+                if lines and now >= next_line:
                     self._progress_line(epoch, steps, progress.step - first_step, time.perf_counter() - start)
-                    next_line = time.monotonic() + self.progress_every
+                    next_line = now + self.progress_every
                 check_due = progress.step % CHECK_EVERY == 0
                 # By the clock with one process only: several must all-reduce their means at the same batch.
-                report_due = world == 1 and self._on_progress is not None and \
-                    time.monotonic() - self._reported_at >= ROW_EVERY
+                report_due = world == 1 and self._on_progress is not None and now - self._reported_at >= ROW_EVERY
                 if (check_due or report_due) and self._count:
                     means = self._means()
                     self._check_finite(means)
@@ -381,11 +381,11 @@ class Run:
         self._sums.clear()
         self._count = 0
         shown = "  ".join(f"{k} {human(v)}" for k, v in row.items() if k != "epoch")
-        left = self.config.epochs - self.epoch
-        if left:
-            shown += f"  run left {duration(left * self._epoch_seconds(0.0))}"
+        run_left = (self.config.epochs - self.epoch) * self._epoch_seconds(0.0)
+        if self.epoch < self.config.epochs:
+            shown += f"  run left {duration(run_left)}"
         if self.job is not None:
-            shown += f"  ({self.job.describe(left * self._epoch_seconds(0.0))})"
+            shown += f"  ({self.job.describe(run_left)})"
         self.print(f"[{self.lesson}] epoch {self.epoch}/{self.config.epochs}  {shown}")
         self.accelerator.log(row, step=progress.global_step)
         self._save(complete=False)

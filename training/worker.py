@@ -29,12 +29,15 @@ import contextlib
 import multiprocessing
 import os
 import queue
+import re
 import signal
 import sys
 import threading
 import time
 from pathlib import Path
 
+# What the server's log says of each child (read back by the tests and the load bench).
+LOG_LINE = re.compile(r"\[playground\] worker (\d+) \(([\w-]+)\) (started|exited with code -?\d+) at ([\d.]+)")
 STOP_GRACE = 3.0  # seconds from the stop request to SIGTERM (a stop saves a checkpoint first)
 KILL_GRACE = 1.0  # seconds from SIGTERM to SIGKILL
 ONE_AT_A_TIME = threading.Lock()  # held from a child's start until it has exited

@@ -242,17 +242,20 @@ def clear(cleared, clears: Clears):
     return None, None, ""
 
 
-def unless_cleared(function):
-    """`function` as the page calls it, with two more inputs: the number of Clears the page had
-    when it made the request, and the page's `Clears`. When a Clear came after the request (the
-    request waited in the queue or on the network, or ran while Clear was pressed), the answer
-    changes nothing on the page: a generation started before a Clear never fills the page after it."""
+def unless_cleared(function, outputs: int = 3):
+    """`function` (which returns `outputs` values: grid, ZIP, message) as the page calls it, with two more inputs: the
+    number of Clears the page had when it made the request, and the page's `Clears`. When a Clear
+    came after the request (the request waited in the queue or on the network, or ran while Clear
+    was pressed), the answer changes nothing on the page: a generation started before a Clear never
+    fills the page after it. A request already overtaken by a Clear is not computed at all."""
     @functools.wraps(function)
     def event(*inputs):
         *arguments, cleared, clears = inputs
-        answer = function(*arguments)
         if clears.count > pressed(cleared):
-            return tuple(gr.skip() for _ in answer)
+            return (gr.skip(),) * outputs
+        answer = function(*arguments)
+        if clears.count > pressed(cleared):  # a Clear pressed while it ran
+            return (gr.skip(),) * outputs
         return answer
 
     # The API page names the parameters from this signature: the function's own, then the count.
@@ -332,7 +335,7 @@ with gr.Blocks(title="Zero to GANs: face generator", delete_cache=DELETE_CACHE) 
     generations = [
         generate_button.click(generate_faces, [model, seed, count, cleared, clears], outputs, api_name="generate",
                               **raw),
-        surprise_button.click(unless_cleared(surprise), [model, count, cleared, clears], [seed, *outputs],
+        surprise_button.click(unless_cleared(surprise, outputs=4), [model, count, cleared, clears], [seed, *outputs],
                               api_name="surprise", **raw),
         *(slider.release(generate_faces, [model, seed, count, cleared, clears], outputs,
                          api_name=f"faces_on_{slider.elem_id}", api_visibility="private", show_progress="hidden",

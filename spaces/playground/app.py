@@ -120,8 +120,9 @@ def train(lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment, requ
 
 def prune() -> None:
     """Delete visitors' folders untouched for FILES_MAX_AGE (never the one of a run in progress)."""
-    serving.prune_folders(WORK, FILES_MAX_AGE, keep={w.out_dir.parent for w in RUNS.values() if w.alive})
-    for key in [k for k, w in RUNS.items() if not w.out_dir.exists()]:
+    # Copies of RUNS: this runs in the pruning thread while requests add runs.
+    serving.prune_folders(WORK, FILES_MAX_AGE, keep={w.out_dir.parent for w in list(RUNS.values()) if w.alive})
+    for key in [k for k, w in list(RUNS.items()) if not w.out_dir.exists()]:
         RUNS.pop(key, None)
 
 
@@ -342,7 +343,8 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=serving.D
 
     widgets = [lr, epochs, batch_size, hidden_sizes, optimizer, augment, generator_box]
     lesson.change(lesson_settings, lesson, widgets, api_name="lesson_settings", api_visibility="private")
-    demo.load(lesson_settings, lesson, widgets, api_name="page_settings", api_visibility="private")
+    demo.load(lesson_settings, lesson, widgets, api_name="page_settings", api_visibility="private",
+              queue=False)  # a page opened while visitors queue to train gets its bounds at once
     train_button.click(train, [lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment],
                        [curve, status, picture], api_name="train", concurrency_limit=1, concurrency_id="train")
     stop_button.click(stop, None, status, api_name="stop", concurrency_limit=None, queue=False)
@@ -363,4 +365,4 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=serving.D
 serving.queue(demo, max_size=QUEUE_SIZE)
 
 if __name__ == "__main__":
-    serving.launch(demo, max_file_size="10mb")
+    serving.launch(demo)

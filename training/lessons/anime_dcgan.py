@@ -105,10 +105,8 @@ TASK = dict(type="unconditional-image-generation", dataset="huggan/anime-faces",
             metrics={"swd": "Sliced Wasserstein distance x1e3 (lower is better)", "fid": "FID"},
             summary="DCGAN that draws 64x64 anime faces: lesson 6 of Zero to GANs. "
                     "The generator maps 128 standard normal numbers to a 64x64 RGB face in [-1, 1].")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 # The averaged generator after 20 epochs; in fp32 on a CPU without bf16 units an epoch takes about 1.7 times as long.
 REFERENCE = Reference("swd", 25.8, spread=4, seconds=1671, higher_is_better=False,
                       measured_on="2-core Intel Xeon (AMX), bf16, one thread on a busy core")
@@ -127,7 +125,6 @@ def train(run):
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=tuple(cfg.betas))
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
-    # The average is never trained, so Accelerate does not wrap it: it is only kept (on the device, saved).
     average = run.keep(generator_average=copy.deepcopy(generator) if cfg.average_decay else None)
     generator, discriminator, optimizer_g, optimizer_d = run.prepare(
         generator=generator, discriminator=discriminator, optimizer_g=optimizer_g, optimizer_d=optimizer_d,

@@ -95,10 +95,8 @@ TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name
             metrics={"test_accuracy": "Test accuracy"},
             summary="The airbench CIFAR-10 speedrun methods (patch whitening, identity init, lookahead, "
                     "alternating flip, multi-crop test-time augmentation), beyond lesson 5 of Zero to GANs.")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py).
 REFERENCE = Reference("test_accuracy", 90.07, spread=0.5, seconds=1042, measured_on="2-core Intel Xeon (AMX), fp32",
                       spread_is="about 3 standard deviations between seeds (0.16 at the 15-minute setting)")
 

@@ -61,10 +61,8 @@ TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name
             metrics={"test_accuracy": "Test accuracy"},
             summary="The course's convolutional network on CIFAR-10 (no augmentation, so it "
                     "overfits): lesson 4 of Zero to GANs.")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 71.62, spread=1.5, seconds=249.4)
 
 

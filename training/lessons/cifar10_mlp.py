@@ -55,10 +55,8 @@ PROFILES = {
 TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name="CIFAR-10",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Feed-forward network on CIFAR-10: assignment 3 of Zero to GANs.")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 55.79, spread=1.0, seconds=88.7)
 
 

@@ -76,10 +76,8 @@ TASK = dict(type="image-classification", dataset="uoft-cs/cifar10", dataset_name
             metrics={"test_accuracy": "Test accuracy"},
             summary="ResNet9 with batchnorm, data augmentation and a one-cycle learning rate on "
                     "CIFAR-10: lesson 5 of Zero to GANs.")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 81.59, spread=1.0, seconds=366.2)
 
 

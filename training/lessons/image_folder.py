@@ -85,10 +85,8 @@ TASK = dict(type="image-classification", dataset="imagefolder", dataset_name="an
             summary="ResNet9 trained from scratch on an image-classification folder with lesson 5's recipe "
                     "(augmentation, one-cycle learning rate): the course project of Zero to GANs. "
                     "config.json holds the class names, the image size and the input statistics.")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 # `all` reads the same classes from cifar10/ and resizes them while decoding: close to, not exactly,
 # the README's run, hence the wider tolerance; seconds: the whole run.
 REFERENCE = Reference("test_accuracy", 86.50, spread=2.0, seconds=672,
@@ -100,10 +98,10 @@ def train(run):
     if cfg.image_size < 8:
         raise BadDataset(f"--image_size={cfg.image_size} is too small; ResNet9 needs at least 8 pixels")
     data = folder_splits(run)  # uint8 (N, 3, S, S) on the device, class names, files skipped
-    if run.steps_per_epoch(data.train, cfg.batch_size) == 0:
+    per_epoch = run.steps_per_epoch(data.train, cfg.batch_size)
+    if per_epoch == 0:
         raise BadDataset(f"{len(data.train)} training images make no batch of --batch_size={cfg.batch_size}; "
                          "use a smaller --batch_size")
-    per_epoch = run.steps_per_epoch(data.train, cfg.batch_size)
     if cfg.epochs * per_epoch < cfg.min_steps:  # sized by the work: augmentation keeps it from memorising
         epochs = -(-cfg.min_steps // per_epoch)
         run.print(f"[image-folder] {len(data.train)} training images make {per_epoch} step(s) of {cfg.batch_size} "

@@ -78,10 +78,8 @@ TASK = dict(
             "(`shared.models.tabular.encode`). Trained with the L1 loss; compared with the "
             "least-squares solution on the same 85/15 split.",
 )
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("val_l1", 3013.01, spread=15, seconds=1.3, higher_is_better=False)
 
 

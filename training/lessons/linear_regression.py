@@ -57,8 +57,6 @@ TASK = dict(type="tabular-regression", dataset="crop-yields", dataset_name="Crop
             metrics={"final_loss": "MSE on the training data"},
             summary="Linear regression of crop yields on weather, lesson 1 of Zero to GANs.")
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 # MSE after 100 epochs; the run is deterministic (seed 42): the spread allows for other CPUs and versions.
 REFERENCE = Reference("final_loss", 44.57, spread=1.0, seconds=1, higher_is_better=False)
 

@@ -52,10 +52,8 @@ PROFILES = {
 TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Small CNN with augmentation for hand-drawn digits (the model behind the digit sketchpad).")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 99.56, spread=0.15, seconds=190.7)
 
 # In the playground Space: what a visitor may change, within what keeps a run under its time cap.

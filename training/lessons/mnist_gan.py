@@ -76,10 +76,8 @@ TASK = dict(type="unconditional-image-generation", dataset="ylecun/mnist", datas
             metrics={"swd": "Sliced Wasserstein distance x1e3 (lower is better)", "fid": "FID"},
             summary="Fully connected GAN that draws MNIST digits: lesson 6 of Zero to GANs. "
                     "The generator maps 64 standard normal numbers to a 28x28 digit in [-1, 1].")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 # The SWD of the averaged generator after 12 epochs; seconds: the whole run, per-epoch SWD included.
 REFERENCE = Reference("swd", 30.7, spread=5, seconds=180, higher_is_better=False)
 
@@ -107,7 +105,6 @@ def train(run):
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
-    # The average is never trained, so Accelerate does not wrap it: it is only kept (on the device, saved).
     average = run.keep(generator_average=copy.deepcopy(generator) if cfg.average_decay else None)
     generator, discriminator, optimizer_g, optimizer_d = run.prepare(
         generator=generator, discriminator=discriminator, optimizer_g=optimizer_g, optimizer_d=optimizer_d,

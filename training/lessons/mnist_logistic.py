@@ -55,10 +55,8 @@ PROFILES = {
 TASK = dict(type="image-classification", dataset="ylecun/mnist", dataset_name="MNIST",
             metrics={"test_accuracy": "Test accuracy"},
             summary="Logistic regression (one linear layer, 784 -> 10) on MNIST digits: lesson 2 of Zero to GANs.")
-DATA = data_problem  # None when the data is on disk or downloadable (checked before any training)
+DATA = data_problem
 
-# The README's measurement of this lesson (cpu profile) that `python -m training all` compares a
-# run with (training/report.py); the spread is a tolerance, not a spread measured between seeds.
 REFERENCE = Reference("test_accuracy", 92.62, spread=0.3, seconds=10.3)
 
 # In the playground Space: what a visitor may change, within what keeps a run under its time cap.
