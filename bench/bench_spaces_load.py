@@ -1,12 +1,14 @@
 """Every Space under load and faults, as a real server on 127.0.0.1 driven by real clients.
 
-    python bench/bench_spaces_load.py [--requests 1000] [--clients 16] [--only digits,cifar10,faces,playground]
+    python bench/bench_spaces_load.py [--requests 1000] [--clients 16] [--checkpoints 8]
+                                      [--only digits,cifar10,faces,playground]
 
 - digits, cifar10, faces: `--requests` requests from `--clients` concurrent gradio_client clients,
   each request a different input where the Space allows it (digits drawn at other places, photos
   of other colours, faces of other seeds), so the output folders fill as a busy day's would.
   Reported: errors (target 0), p50/p95 latency, the server's resident memory after a warm-up and
-  after the load (target: growth <= 50 MiB), and the size of the Space's output folder and of
+  after the load (target: growth <= 50 MiB) and at `--checkpoints` points on the way (so that a
+  plateau shows apart from a leak: run more `--requests` to see where it levels), and the size of the Space's output folder and of
   Gradio's cache afterwards (the output folder is pruned to `OutputFiles.max_entries` entries).
 - playground (the smoke profile's data, or MNIST with --data-dir): `--visitors` visitors press
   Train at the same moment with a run longer than the cap (`--cap` seconds). Reported: the places
@@ -25,6 +27,7 @@ Every loop is bounded in count and time and talks only to the servers this scrip
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import signal
@@ -121,6 +124,18 @@ def space_load(name: str, args, tmp: Path) -> None:
     env |= {"TMPDIR": str(work / "tmp"), "GRADIO_TEMP_DIR": str(work / "gradio")}
     request = factory(work)
     per_client = math.ceil(args.requests / args.clients)
+    step = max(1, per_client * args.clients // args.checkpoints)
+    readings, done, lock = [], itertools.count(1), threading.Lock()  # (requests answered, RSS MiB)
+
+    def counted(api, index, k):  # the server's memory after every `step` answers: a plateau or a climb
+        try:
+            request(api, index, k)
+        finally:
+            with lock:
+                answered = next(done)
+                if answered % step == 0:
+                    readings.append((answered, server.rss_mb()[0]))
+
     report = Report()
     with serve(app, env) as server:
         clients = [client(server.url, work / "downloads") for _ in range(args.clients)]
@@ -128,12 +143,13 @@ def space_load(name: str, args, tmp: Path) -> None:
             request(clients[k % len(clients)], k, 0)
         before, _ = server.rss_mb()
         start = time.perf_counter()
-        report.concurrent(clients, request, per_client, server, before)
+        report.concurrent(clients, counted, per_client, server, before)
         report.row("wall time of the load", f"{time.perf_counter() - start:.0f} s")
         after, _ = server.rss_mb()
         alive = server.alive()
     report.row(f"RSS growth over the load (after {WARMUP} warm-up requests)", f"{after - before:+.0f} MiB",
                f"{before:.0f} -> {after:.0f} MiB", report.verdict(after - before, RSS_GROWTH_MIB))
+    report.row("RSS growth after N requests (N: MiB)", "", "  ".join(f"{n}: {rss - before:+.0f}" for n, rss in readings))
     outputs = folder_mib(next((work / "tmp").glob(f"zero-to-gans-{name}-*"), work / "tmp" / "none"))
     cache = folder_mib(work / "gradio")
     report.row("output folder after (MiB, files)", f"{outputs[0]:.1f} MiB", f"{outputs[1]} files")
@@ -257,6 +273,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=1000, help="requests per Space (digits, cifar10, faces)")
     p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--checkpoints", type=int, default=8,
+                   help="readings of the server's memory during the load (a plateau shows as equal ones)")
     p.add_argument("--only", default="digits,cifar10,faces,playground")
     p.add_argument("--random-weights", action="store_true", help="untrained weights for every model")
     p.add_argument("--visitors", type=int, default=10, help="playground visitors pressing Train at once")
