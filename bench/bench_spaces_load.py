@@ -7,9 +7,9 @@
   each request a different input where the Space allows it (digits drawn at other places, photos
   of other colours, faces of other seeds), so the output folders fill as a busy day's would.
   Reported: errors (target 0), p50/p95 latency, the server's resident memory after a warm-up and
-  after the load (target: growth <= 50 MiB) and at `--checkpoints` points on the way (so that a
-  plateau shows apart from a leak: run more `--requests` to see where it levels), and the size of the Space's output folder and of
-  Gradio's cache afterwards (the output folder is pruned to `OutputFiles.max_entries` entries).
+  after the load (target: growth <= 50 MiB) and at `--checkpoints` points on the way (a plateau
+  shows apart from a leak; more `--requests` show where it levels), and the size of the Space's
+  output folder (bounded by `OutputFiles`) and of Gradio's cache afterwards.
 - playground (the smoke profile's data, or MNIST with --data-dir): `--visitors` visitors press
   Train at the same moment with a run longer than the cap (`--cap` seconds). Reported: the places
   in the queue they were shown, overlapping runs (from the worker processes' start and exit times
