@@ -52,7 +52,8 @@ PLAYGROUND = SPACES / "playground" / "app.py"
 RSS_GROWTH_MIB = 50
 PLAYGROUND_RSS_MIB = 100
 # lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment: 500 epochs of single-row batches,
-# far longer than any cap; and a run that finishes in seconds.
+# about 10 s of training on free cores, longer than the default cap even for a run whose process
+# was ready (the standby); and a run that finishes in seconds.
 LONG = ("linear-regression", 1e-5, 500, 1, "32", "SGD", True)
 SHORT = ("linear-regression", 1e-5, 20, 5, "32", "SGD", True)
 WARMUP = 20  # requests before the "before" memory reading: imports and first allocations are not growth
@@ -203,6 +204,9 @@ def playground_load(args, tmp: Path) -> None:
     stopped = sum(status.startswith("**Stopped** by the time limit") for status in statuses.values())
     report.row(f"{args.visitors} visitors at once: runs, stopped by the cap", f"{len(lives)}",
                f"{stopped} stopped by the cap", f"= {args.visitors}: {'ok' if stopped == args.visitors else 'MISSED'}")
+    for index, status in sorted(statuses.items()):
+        if not status.startswith("**Stopped** by the time limit"):
+            report.errors.append(f"visitor {index}: {status[:160]!r}")
     report.row("places in the queue shown (visitor: highest place)", f"{len(places)} visitors",
                " ".join(f"{places[i]}" for i in sorted(places)) or "none")
     report.row("overlapping runs (worker processes' start and exit)", f"{overlaps}", "", f"= 0: {'ok' if not overlaps else 'MISSED'}")
@@ -278,7 +282,7 @@ def main() -> None:
     p.add_argument("--only", default="digits,cifar10,faces,playground")
     p.add_argument("--random-weights", action="store_true", help="untrained weights for every model")
     p.add_argument("--visitors", type=int, default=10, help="playground visitors pressing Train at once")
-    p.add_argument("--cap", type=float, default=10, help="the playground's wall-clock cap per run, seconds")
+    p.add_argument("--cap", type=float, default=6, help="the playground's wall-clock cap per run, seconds")
     p.add_argument("--data-dir", help="MNIST for the playground's runs (default: the smoke profile's data)")
     args = p.parse_args()
     wanted = args.only.split(",")
