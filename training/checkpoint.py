@@ -43,6 +43,7 @@ class Progress:
     step: int = 0  # batches done in the epoch in progress (0 at an epoch's end)
     global_step: int = 0  # batches done since the run started, over every epoch
     train_seconds: float = 0.0
+    wall_seconds: float = 0.0  # the lesson's time so far, from its Run's creation: data, evaluation, checkpoints
     samples_seen: int = 0
     history: list[dict] = field(default_factory=list)  # one row per completed epoch
 
