@@ -135,7 +135,8 @@ class Run:
         self.published: str | None = None
         self.pending_files: dict[str, object] = {}
         self._saved = saved
-        self._wall_before = self.progress.wall_seconds  # a resumed run's earlier sessions
+        # A resumed run's earlier sessions (a checkpoint from before wall_seconds existed: at least its training).
+        self._wall_before = max(self.progress.wall_seconds, self.progress.train_seconds)
         self._on_progress = on_progress
         self.progress_every, self.job = progress_every, job
         self._have_checkpoint = saved is not None
