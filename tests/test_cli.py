@@ -8,10 +8,9 @@ import re
 import pytest
 from conftest import run_training, train
 
-from training import LESSONS
 from training.cli import lesson_module
 from training.config import ConfigError, make_config
-from training.lessons import mnist_mlp
+from training.lessons import LESSONS, mnist_mlp
 from training.report import human
 
 

@@ -25,8 +25,9 @@ from conftest import ROOT, train
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from PIL import Image
 
-from training import LESSONS, hub
+from training import hub
 from training.anime_faces import HUB_DATASET, HUB_FILE, HUB_REVISION, synthetic_faces
+from training.lessons import LESSONS
 
 TOKEN = "hf_FAKEtoken1234567890abcdefghij"
 

@@ -37,8 +37,10 @@ shortest example):
    - `run.end_epoch(val_accuracy=...)`: averages, prints, checkpoints (see training/run.py
      for everything `batches` and `end_epoch` do besides: NaN checks, stop on a signal);
    - `run.add_file(name, figure)` for pictures; `return run.finish(test_accuracy=...)`.
-4. Register the lesson's name in `LESSONS` below and its model in `shared/models/`; the
-   smoke sweep in tests/test_lessons.py then runs it.
+4. Register it: one line in `LESSONS` (training/lessons/__init__.py), its name and module.
+   The command line, `all` (its data check first, then the lesson in course order, then the
+   results page) and the smoke sweep in tests/test_lessons.py find it there; a new
+   architecture is registered in `shared/models/`, where the Spaces find it too.
 5. Optionally `PLAYGROUND = PlaygroundSettings(...)` (training/playground.py): what a visitor
    of the playground Space may change, within what bounds, and the picture after each epoch;
    a lesson that declares it is on that page.
@@ -57,18 +59,3 @@ import os
 # trained 2-3x faster with sleeping waits. Read once, when torch loads; an explicit setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# Lesson name -> module under training/lessons, in course order (`python -m training all`).
-LESSONS: dict[str, str] = {
-    "linear-regression": "linear_regression",
-    "mnist-logistic": "mnist_logistic",
-    "insurance-regression": "insurance_regression",
-    "mnist-mlp": "mnist_mlp",
-    "mnist-cnn": "mnist_cnn",
-    "cifar10-mlp": "cifar10_mlp",
-    "cifar10-cnn": "cifar10_cnn",
-    "cifar10-resnet9": "cifar10_resnet9",
-    "cifar10-airbench": "cifar10_airbench",  # beyond the course: the speedrun methods
-    "mnist-gan": "mnist_gan",
-    "anime-dcgan": "anime_dcgan",
-    "image-folder": "image_folder",  # the course project, last: the lesson 5 recipe on any folder
-}

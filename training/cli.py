@@ -15,16 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-from training import LESSONS
 from training.config import ConfigError, describe, make_config
 from training.data import DataNotFound
 from training.hub import PublishError, check_can_publish, publish
+from training.lessons import LESSONS
 
 PROFILES = ("smoke", "cpu", "course")
 
 
 def lesson_module(name: str):
-    return importlib.import_module(f"training.lessons.{LESSONS[name]}")
+    """The module of a registered lesson (training/lessons/__init__.py)."""
+    return importlib.import_module(LESSONS[name])
 
 
 def parser() -> argparse.ArgumentParser:

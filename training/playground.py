@@ -135,8 +135,8 @@ LABELS = {"lr": "Learning rate", "epochs": "Epochs", "batch_size": "Batch size",
 
 def offered() -> dict[str, PlaygroundSettings]:
     """Every lesson that declares PLAYGROUND, in course order."""
-    from training import LESSONS
     from training.cli import lesson_module
+    from training.lessons import LESSONS
 
     declared = {name: getattr(lesson_module(name), "PLAYGROUND", None) for name in LESSONS}
     return {name: settings for name, settings in declared.items() if settings is not None}
