@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.models.gan import sample_grids
+
 
 def human(value) -> str:
     """A number as a person writes it: thousands separated, four significant digits below 1,000,
@@ -176,7 +178,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def _figures(folder: Path, name: str) -> str:
     """A lesson's section: curves first, then every picture it drew, then its last sample grid."""
     pictures = [p for p in sorted(folder.glob("*")) if p.suffix in (".png", ".gif") and p.name != "curves.png"]
-    grids = sorted((folder / "samples").glob("epoch_*.png"))
+    grids = list(sample_grids(folder).values())
     if (folder / "curves.png").is_file():
         pictures.insert(0, folder / "curves.png")
     pictures += grids[-1:]

@@ -6,9 +6,16 @@ the DCGAN generator reshapes it to (B, latent_dim, 1, 1) itself -- and return im
 (B,): the course ends them with a Sigmoid and trains with BCELoss; here the sigmoid lives
 in the loss (`binary_cross_entropy_with_logits`), which is the same function, numerically
 stable, and safe under mixed precision.
+
+`sample_grid(epoch)` names the grid of samples a GAN lesson saves in its checkpoint after each
+epoch; the lessons write it, and the playground, the faces Space's training timeline and the
+results page of `python -m training all` read it back (`sample_grids`). It lives here, not in
+training/, because a deployed Space gets a copy of `shared/` only.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -27,6 +34,26 @@ def from_pixels(images: torch.Tensor) -> torch.Tensor:
     if images.dim() == 3:
         images = images.unsqueeze(1)
     return images.float() / 127.5 - 1
+
+
+def sample_grid(epoch: int) -> str:
+    """The file, inside a GAN lesson's checkpoint, of its grid of samples after `epoch` (0: before
+    training): `samples/epoch_012.png`."""
+    return f"{SAMPLE_GRIDS}/epoch_{epoch:03d}.png"
+
+
+SAMPLE_GRIDS = "samples"  # the checkpoint's folder of grids (the faces Space downloads it alone)
+
+
+def sample_grids(folder) -> dict[int, Path]:
+    """{epoch: file} of the sample grids in a checkpoint folder (or a snapshot of its Hub repo),
+    in epoch order: the files `sample_grid` names, and nothing else of that folder."""
+    grids = {}
+    for path in sorted((Path(folder) / SAMPLE_GRIDS).glob("*.png")):
+        digits = "".join(c for c in path.stem if c in "0123456789")
+        if digits and sample_grid(int(digits)) == f"{SAMPLE_GRIDS}/{path.name}":
+            grids[int(digits)] = path
+    return dict(sorted(grids.items()))
 
 
 # ---- lesson 6a: fully connected GAN on MNIST ------------------------------------------------

@@ -9,7 +9,7 @@ asked for. Randomness comes from a local `torch.Generator` seeded per request, n
 the global RNG. Models: `anime-dcgan` (default) and `mnist-gan`, each from
 `$ZTG_WEIGHTS_<MODEL>`, else `checkpoints/<model>/`, else the Hub repo listed under `models:`
 in this folder's README (see `shared/weights.py`). The training timeline shows the sample
-grids the training run saved after every epoch (`samples/epoch_NNN.png` of the checkpoint).
+grids the training run saved after every epoch (`shared.models.gan.sample_grid` names them).
 
 API (every endpoint named; see "Use via API" in the page footer):
     /generate    (model_name, seed, count)          -> (grid, ZIP of the PNGs, message)
@@ -29,7 +29,6 @@ import functools
 import inspect
 import io
 import math
-import re
 import secrets
 import sys
 import zipfile
@@ -43,7 +42,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from shared.models.gan import to_pixels  # noqa: E402
+from shared.models.gan import SAMPLE_GRIDS, sample_grids, to_pixels  # noqa: E402
 from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402
 
@@ -66,16 +65,11 @@ def load_timeline(loaded) -> dict[int, Path]:
 
         try:
             folder = Path(snapshot_download(source.location, revision=source.revision,
-                                            allow_patterns=["samples/epoch_*.png"]))
+                                            allow_patterns=[f"{SAMPLE_GRIDS}/*"]))
         except Exception as error:  # noqa: BLE001  (offline and not cached, ...)
             print(f"[faces] no training timeline from {source}: {error}", file=sys.stderr)
             return {}
-    grids = {}
-    for path in (folder / "samples").glob("epoch_*.png"):
-        match = re.fullmatch(r"epoch_(\d+)\.png", path.name)
-        if match:
-            grids[int(match.group(1))] = path
-    return dict(sorted(grids.items()))
+    return sample_grids(folder)
 
 
 MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "faces")
@@ -211,7 +205,8 @@ def timeline(model_name: str, epoch):
         return None, unavailable
     grids = TIMELINES.get(model_name) or {}
     if not grids:
-        return None, f"No training timeline for {model_name}: its checkpoint has no samples/epoch_*.png (the grids the training run saves)."
+        return None, (f"No training timeline for {model_name}: its checkpoint has no sample grids in {SAMPLE_GRIDS}/ "
+                      "(the training run saves one after each epoch).")
     epoch = whole_number(epoch, "The epoch", min(grids), max(grids))
     if epoch not in grids:
         return None, f"{model_name} has no grid for epoch {epoch}; it has epochs {', '.join(map(str, grids))}."
