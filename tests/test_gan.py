@@ -135,19 +135,14 @@ def test_smoke_run_writes_the_checkpoint_the_space_needs(lesson, tmp_path):
         assert discriminator(images).shape == (5,)
 
 
-def test_faces_recipe_options_wider_generator_spectral_norm_two_rates(tmp_path):
-    metrics = train("anime-dcgan", tmp_path, "--width=4", "--generator_width=12", "--spectral_norm=true",
-                    "--lr_d=4e-4", "--batch_size=8", "--swd_images=32", "--epochs=1")
+def test_faces_recipe_a_generator_wider_than_the_discriminator(tmp_path):
+    metrics = train("anime-dcgan", tmp_path, "--width=4", "--generator_width=12", "--batch_size=8", "--swd_images=32",
+                    "--epochs=1")
     folder = tmp_path / "anime-dcgan"
     assert metrics["complete"] and metrics["swd"] > 0
     generator = MODELS["anime-dcgan"].from_pretrained(folder)  # what the faces Space loads
     discriminator = MODELS["anime-dcgan-discriminator"].from_pretrained(folder / "discriminator")
     assert generator.net[0].out_channels == 8 * 12 and discriminator.net[0].out_channels == 4
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in discriminator.modules())
-    for conv in [m for m in discriminator.modules() if isinstance(m, torch.nn.Conv2d)]:
-        # the weight used is the stored one over its largest singular value (power iteration estimate)
-        sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
-        assert sigma == pytest.approx(1, abs=0.1)
 
 
 def test_sample_grids_reads_back_the_files_sample_grid_names(tmp_path):

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .registry import HubModel, register_model
 
@@ -113,9 +112,7 @@ def _dcgan_init(module: nn.Module) -> None:
     # The DCGAN paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for BN scales.
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            # a spectrally normalised weight is computed from the stored `original`
-            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
-            nn.init.normal_(weight, 0.0, 0.02)
+            nn.init.normal_(m.weight, 0.0, 0.02)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
@@ -151,33 +148,21 @@ class DCGANGenerator(HubModel):
 
 @register_model("anime-dcgan-discriminator")
 class DCGANDiscriminator(HubModel):
-    """The generator mirrored: strided convs 3-64-128-256-512 (at width 64), LeakyReLU(0.2); logits out.
+    """The generator mirrored: strided convs 3-64-128-256-512 (at width 64), LeakyReLU(0.2); logits out."""
 
-    spectral_norm=True divides every convolution's weight by its largest singular value (Miyato
-    et al. 2018) instead of batch-normalising: the discriminator cannot change faster than the
-    generator can follow, the stabiliser most small-scale GANs since use.
-    """
-
-    def __init__(self, width: int = 64, channels: int = 3, spectral_norm: bool = False):
+    def __init__(self, width: int = 64, channels: int = 3):
         super().__init__()
         self.input_shape = (channels, 64, 64)
         w = width
-        down = _down_spectral if spectral_norm else _down
-        last = nn.Conv2d(8 * w, 1, 4, 1, 0, bias=False)
         self.net = nn.Sequential(
-            *down(channels, w),                        # (B, w, 32, 32)
-            *down(w, 2 * w),                           # (B, 2w, 16, 16)
-            *down(2 * w, 4 * w),                       # (B, 4w, 8, 8)
-            *down(4 * w, 8 * w),                       # (B, 8w, 4, 4)
-            nn.utils.parametrizations.spectral_norm(last) if spectral_norm else last,  # (B, 1, 1, 1)
+            *_down(channels, w),                       # (B, w, 32, 32)
+            *_down(w, 2 * w),                          # (B, 2w, 16, 16)
+            *_down(2 * w, 4 * w),                      # (B, 4w, 8, 8)
+            *_down(4 * w, 8 * w),                      # (B, 8w, 4, 4)
+            nn.Conv2d(8 * w, 1, 4, 1, 0, bias=False),  # (B, 1, 1, 1)
         )
         _dcgan_init(self)
 
     def forward(self, images):
         return self.net(images).flatten()  # (B, 3, 64, 64) -> (B,)
 
-
-def _down_spectral(c_in: int, c_out: int) -> list[nn.Module]:
-    # As _down, with the weight spectrally normalised and no BatchNorm.
-    conv = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
-    return [nn.utils.parametrizations.spectral_norm(conv), nn.LeakyReLU(0.2, inplace=True)]

@@ -37,8 +37,7 @@ wider than the discriminator (width 48 against 32), DiffAugment (Zhao et al. 202
 the discriminator sees, real or generated, gets a random colour change, shift and cut-out
 that gradients flow through, so D cannot memorise the small dataset and win the game), and a
 published moving average of the generator (decay 0.999). Without DiffAugment the same networks
-collapsed to grey noise in epoch 3 (D(x) 0.99, D(G(z)) 0.01); spectral normalisation instead
-kept the game balanced but stalled at SWD about 70 with washed-out colours.
+collapsed to grey noise in epoch 3 (D(x) 0.99, D(G(z)) 0.01).
 
 Expect: cpu profile, on a 2-core Intel Xeon (AMX) with `--mixed-precision bf16`, one thread,
 the other core busy with another training run: eyes, hair and face shapes from epoch 3, SWD of
@@ -60,7 +59,7 @@ from shared.models import build_model
 from shared.models.gan import from_pixels, sample_grid, sample_grids
 from training.anime_faces import anime_faces, data_problem
 from training.averaging import decay_at, update_average
-from training.config import Count, Decay, NonNegative, Positive, Seed, Size
+from training.config import Count, Decay, Positive, Seed, Size
 from training.gan import (
     Augmented,
     augment_policy,
@@ -80,15 +79,12 @@ class Config:
     latent_dim: Count = 128
     width: Count = 64  # the course's network; channels are 8w-4w-2w-w
     generator_width: Size = 0  # 0: the same as width (the course); wider: a stronger generator, D unchanged
-    spectral_norm: bool = False  # the discriminator's convolutions spectrally normalised instead of BatchNorm
     epochs: Count = 25
     batch_size: Count = 128
     lr: Positive = 2e-4
-    lr_d: NonNegative = 0.0  # 0: the same as lr; else the discriminator's own (two time-scale updates)
     augment: str = ""  # DiffAugment before the discriminator: comma-separated color,translation,cutout; "" off
     betas: list[Decay] = field(default_factory=lambda: [0.5, 0.999])
     average_decay: Decay = 0.0  # > 0: publish and measure a moving average of the generator's weights
-    channels_last: bool = False  # memory layout for the convolutions: no gain measured on the 2-core CPU
     swd_images: Count = 2048  # generated vs real faces for the per-epoch SWD
     fid_images: Count = 2048
     synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
@@ -127,11 +123,9 @@ def train(run):
     reference = faces.inputs[held[: cfg.swd_images]]  # the fixed real faces the SWD compares with
 
     generator = build_model("anime-dcgan", latent_dim=cfg.latent_dim, width=cfg.generator_width or cfg.width)
-    discriminator = build_model("anime-dcgan-discriminator", width=cfg.width, spectral_norm=cfg.spectral_norm)
-    if cfg.channels_last:
-        generator, discriminator = (m.to(memory_format=torch.channels_last) for m in (generator, discriminator))
+    discriminator = build_model("anime-dcgan-discriminator", width=cfg.width)
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=tuple(cfg.betas))
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
     average = run.keep(generator_average=copy.deepcopy(generator) if cfg.average_decay else None)
     generator, discriminator, optimizer_g, optimizer_d = run.prepare(
@@ -142,7 +136,6 @@ def train(run):
     grid_latents = fixed_latents(64, cfg.latent_dim, cfg.seed, run.device)
     swd_latents = fixed_latents(len(reference), cfg.latent_dim, cfg.seed + 1, run.device)
     swd = SlicedWasserstein(reference, levels=3)  # 64, 32 and 16 pixels
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     unwrap = run.accelerator.unwrap_model
     if cfg.augment:  # from here on the step calls D through the augmentation (the checkpoint keeps plain D)
         discriminator = Augmented(discriminator, cfg.augment, run)
@@ -153,7 +146,7 @@ def train(run):
 
     for epoch in run.epochs():
         for images, _ in run.batches(faces, cfg.batch_size):
-            real = from_pixels(images).contiguous(memory_format=memory_format)  # (B, 3, 64, 64) in [-1, 1]
+            real = from_pixels(images)  # (B, 3, 64, 64) in [-1, 1]
             latent_d, latent_g = step_latents(run, 2, len(real), cfg.latent_dim)
             # (1) update D: real images -> 1, generated ones -> 0; (2) update G: new fakes -> 1 by the new D
             loss_d, real_score, fake_score = update_discriminator(run, discriminator, optimizer_d, real,
