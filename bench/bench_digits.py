@@ -38,7 +38,7 @@ from harness.drawings import drawing  # noqa: E402
 from harness.spaces import client, editor_value, import_app, serve  # noqa: E402
 
 APP = ROOT / "spaces" / "digits" / "app.py"
-MODELS = {"mnist-cnn": {}, "mnist-mlp": {}, "mnist-logistic": {}}  # untrained: default sizes
+MODEL_SIZES = {"mnist-cnn": {}, "mnist-mlp": {}, "mnist-logistic": {}}  # untrained: default sizes
 
 # The no-op twin of /predict_sketch: same components, same event options, no work.
 NOOP_APP = """
@@ -73,7 +73,7 @@ def main() -> None:
     row, verdict = report.row, report.verdict
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-digits-"))
-    env, origin = weights_env(APP, MODELS, args.random_weights, tmp / "weights")
+    env, origin = weights_env(APP, MODEL_SIZES, args.random_weights, tmp / "weights")
     canvas_path = tmp / "canvas.png"
     drawing("7").save(canvas_path)
     from PIL import Image
@@ -83,7 +83,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))  # as the served app does
     canvas = Image.open(canvas_path).convert("RGBA")
     value = {"background": None, "layers": [], "composite": canvas}
-    for name in MODELS:
+    for name in MODEL_SIZES:
         p50, p95 = percentiles(timed(lambda n=name: app.predict_sketch(value, n), args.requests))
         row(f"in-process predict_sketch, {name}", f"{p50:.1f} ms", f"{p95:.1f} ms",
             verdict(p50, 20) if name == "mnist-cnn" else "")
@@ -93,7 +93,7 @@ def main() -> None:
     row("  of which preprocessing (sketch_to_mnist)", f"{p50:.1f} ms", f"{p95:.1f} ms")
     digit = sketch_to_mnist(canvas).tensor
     with torch.inference_mode():
-        p50, p95 = percentiles(timed(lambda: app.MODELS["mnist-cnn"].model(digit), args.requests))
+        p50, p95 = percentiles(timed(lambda: app.LOADED["mnist-cnn"].model(digit), args.requests))
     row("  of which mnist-cnn forward", f"{p50:.1f} ms", f"{p95:.1f} ms")
     p50, p95 = percentiles(timed(lambda: Image.open(canvas_path).convert("RGBA").load(), args.requests))
     row("  (PNG decode of the canvas, done by Gradio)", f"{p50:.1f} ms", f"{p95:.1f} ms")

@@ -62,7 +62,7 @@ class Reference:
     higher_is_better: bool = True
     spread_is: str = "tolerance"
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         return f"{human(self.value)} ± {human(self.spread)} ({self.profile} profile, {self.measured_on})"
 
 
@@ -89,7 +89,7 @@ class JobPlace:
     total: int
     seconds_after: float | None  # the lessons after this one (JobClock.after); None: not known yet
 
-    def describe(self, lesson_left: float | None) -> str:
+    def progress(self, lesson_left: float | None) -> str:
         return f"lesson {self.index} of {self.total}, job left {self.job_left(lesson_left)}"
 
     def job_left(self, lesson_left: float | None) -> str:
@@ -145,11 +145,11 @@ def results(out_dir: Path, lessons: dict[str, object], walls: dict[str, float]) 
         if reference is None:
             shown, verdict = "none", "no reference (see the lesson's REFERENCE)"
         elif reference.profile != profile:
-            shown, verdict = reference.describe(), f"not compared: this run used the {profile} profile"
+            shown, verdict = reference.summary(), f"not compared: this run used the {profile} profile"
         elif not isinstance(value, (int, float)):
-            shown, verdict = reference.describe(), f"no {metric} in metrics.json"
+            shown, verdict = reference.summary(), f"no {metric} in metrics.json"
         else:
-            shown, (verdict, _) = reference.describe(), compare(reference, value)
+            shown, (verdict, _) = reference.summary(), compare(reference, value)
         trained = f"{human(metrics.get('train_seconds', 0.0))} s"
         if name in walls:
             trained += f" ({duration(walls[name])} in all)"

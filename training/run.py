@@ -336,7 +336,7 @@ class Run:
                  f"{human(round(self._epoch_samples / max(seconds, 1e-9)))} img/s",
                  f"epoch left {duration(epoch_left)}", f"run left {duration(run_left)}"]
         if self.job is not None:
-            parts.append(self.job.describe(run_left))
+            parts.append(self.job.progress(run_left))
         print("  ".join(parts), file=sys.stderr, flush=True)
 
     def _epoch_seconds(self, batches_only: float) -> float:
@@ -385,7 +385,7 @@ class Run:
         if self.epoch < self.config.epochs:
             shown += f"  run left {duration(run_left)}"
         if self.job is not None:
-            shown += f"  ({self.job.describe(run_left)})"
+            shown += f"  ({self.job.progress(run_left)})"
         self.print(f"[{self.lesson}] epoch {self.epoch}/{self.config.epochs}  {shown}")
         self.accelerator.log(row, step=progress.global_step)
         self._save(complete=False)

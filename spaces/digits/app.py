@@ -46,7 +46,7 @@ PHOTO_SIDE = 1024            # photos are decoded at about this size (JPEG draft
 DRAW_PROMPT = "Draw a digit (0-9) on the canvas, or upload a photo of one."
 
 install_decoder_limits()
-MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "digits")
+LOADED, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "digits")
 OUTPUTS = OutputFiles("digits")
 
 
@@ -55,19 +55,19 @@ OUTPUTS = OutputFiles("digits")
 
 def classify(image, model_name: str):
     """A decoded image -> (top-3 label dict, 28x28 input enlarged, message)."""
-    if model_name not in MODELS:
+    if model_name not in LOADED:
         reason = MISSING.get(model_name, f"Unknown model {model_name!r}; choose one of {MODEL_NAMES}.")
         return None, None, f"**{model_name} is not available.** {reason}"
     digit = sketch_to_mnist(image) if image is not None else None
     if digit is None:
         return None, None, DRAW_PROMPT
-    loaded = MODELS[model_name]
+    loaded = LOADED[model_name]
     with torch.inference_mode():
         probabilities = loaded.model(digit.tensor).softmax(dim=1)[0].tolist()
     label = {str(d): p for d, p in enumerate(probabilities)}
     best = max(range(10), key=probabilities.__getitem__)
     return label, preview_file(digit.pixels), \
-        f"**{best}** ({probabilities[best]:.0%}) by {model_name}, {loaded.describe('test_accuracy', 'test accuracy {}%')}."
+        f"**{best}** ({probabilities[best]:.0%}) by {model_name}, {loaded.caption('test_accuracy', 'test accuracy {}%')}."
 
 
 def preview_file(pixels) -> str:

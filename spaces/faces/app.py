@@ -72,10 +72,10 @@ def load_timeline(loaded) -> dict[int, Path]:
     return sample_grids(folder)
 
 
-MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "faces")
+LOADED, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "faces")
 # Every image and ZIP is handed to Gradio as a file (see `shared.serving` for why).
 OUTPUTS = OutputFiles("faces")
-TIMELINES = {name: load_timeline(loaded) for name, loaded in MODELS.items()}
+TIMELINES = {name: load_timeline(loaded) for name, loaded in LOADED.items()}
 
 
 # ---- generation (pure functions of their inputs and the loaded models) ----------------------
@@ -97,7 +97,7 @@ def check_model(model_name) -> str | None:
     if model_name not in MODEL_NAMES:
         raise gr.Error(f"Unknown model {model_name!r}; choose one of {', '.join(MODEL_NAMES)}.",
                        print_exception=False)
-    if model_name not in MODELS:
+    if model_name not in LOADED:
         return f"**{model_name} is not available.** {MISSING.get(model_name, '')}"
     return None
 
@@ -110,7 +110,7 @@ def latents(seed: int, latent_dim: int) -> torch.Tensor:
 @torch.inference_mode()
 def render(model_name: str, latent: torch.Tensor) -> torch.Tensor:
     """(N, latent_dim) -> uint8 images (N, C, H, W)."""
-    return to_pixels(MODELS[model_name].model(latent))
+    return to_pixels(LOADED[model_name].model(latent))
 
 
 def grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
@@ -147,7 +147,7 @@ def faces(model_name: str, seed, count):
     unavailable = check_model(model_name)
     if unavailable:
         return None, None, unavailable
-    loaded = MODELS[model_name]
+    loaded = LOADED[model_name]
     images = render(model_name, latents(seed, loaded.model.latent_dim)[:count])
     shown = png_bytes(enlarge(grid(images)))  # the ZIP also holds every image at its own size
     archive = io.BytesIO()
@@ -159,7 +159,7 @@ def faces(model_name: str, seed, count):
     # The file names are what downloads are called.
     return (OUTPUTS.write(shown, f"{model_name}-seed{seed}.png"),
             OUTPUTS.write(archive.getvalue(), f"{model_name}-seed{seed}.zip"),
-            f"{count} {kind} from seed **{seed}** by {model_name}, {loaded.describe('swd', 'SWD {}')}.")
+            f"{count} {kind} from seed **{seed}** by {model_name}, {loaded.caption('swd', 'SWD {}')}.")
 
 
 def surprise(model_name: str, count):
@@ -185,7 +185,7 @@ def interpolate(model_name: str, seed_a, seed_b, frames):
     unavailable = check_model(model_name)
     if unavailable:
         return None, unavailable
-    dim = MODELS[model_name].model.latent_dim
+    dim = LOADED[model_name].model.latent_dim
     path = slerp(latents(seed_a, dim)[0], latents(seed_b, dim)[0], torch.linspace(0, 1, frames))
     pictures = [to_image(image).convert("RGB").resize((SHOWN_SIDE, SHOWN_SIDE), Image.Resampling.BICUBIC)
                 for image in render(model_name, path)]
