@@ -36,7 +36,9 @@ shortest example):
      `run.log_step(loss=loss)`; `run.global_step` counts batches over the whole run;
    - `run.end_epoch(val_accuracy=...)`: averages, prints, checkpoints (see training/run.py
      for everything `batches` and `end_epoch` do besides: NaN checks, stop on a signal);
-   - `run.add_file(name, figure)` for pictures; `return run.finish(test_accuracy=...)`.
+   - `run.add_file(name, figure)` for pictures (a GAN's grid after each epoch under
+     `shared.models.gan.sample_grid(epoch)`, where the faces Space finds it); `return
+     run.finish(test_accuracy=...)`.
 4. Register it: one line in `LESSONS` (training/lessons/__init__.py), its name and module.
    The command line, `all` (its data check first, then the lesson in course order, then the
    results page) and the smoke sweep in tests/test_lessons.py find it there; a new
