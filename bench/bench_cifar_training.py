@@ -33,7 +33,7 @@ from torchvision.datasets import ImageFolder  # noqa: E402
 from shared.models import build_model  # noqa: E402
 from shared.preprocessing import CIFAR_MEAN, CIFAR_STD  # noqa: E402
 from training.augment import random_crop_flip  # noqa: E402
-from training.cifar10 import conv_input, load_cifar10  # noqa: E402
+from training.cifar10_data import conv_input, load_cifar10  # noqa: E402
 from training.lessons import cifar10_resnet9  # noqa: E402
 from training.run import Run  # noqa: E402
 

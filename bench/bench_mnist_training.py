@@ -32,7 +32,7 @@ from torchvision.datasets import MNIST
 from shared.models import build_model
 from shared.preprocessing import MNIST_MEAN, MNIST_STD, normalize_mnist
 from training.lessons import mnist_logistic
-from training.mnist import load_mnist
+from training.mnist_data import load_mnist
 from training.run import Run
 
 BATCH = 128

@@ -201,11 +201,11 @@ def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsy
 def test_all_checks_each_lessons_data_in_the_torchvision_layout_before_training(tmp_path, monkeypatch):
     """A data folder with CIFAR-10 as torchvision's batches (made tiny: only the layout is checked
     up front) satisfies the CIFAR-10 lessons and image-folder, which takes its example from it."""
-    from training import mnist
+    from training import mnist_data
     from training.cli import check_data, parser
     from training.data import DataNotFound
 
-    monkeypatch.setattr(mnist, "unreachable", lambda url: "URLError: offline")
+    monkeypatch.setattr(mnist_data, "unreachable", lambda url: "URLError: offline")
     data = tmp_path / "data"
     (data / "cifar-10-batches-py").mkdir(parents=True)
     for name in ("data_batch_1", "test_batch", "batches.meta"):
@@ -221,9 +221,9 @@ def test_all_checks_each_lessons_data_in_the_torchvision_layout_before_training(
 def test_image_folder_takes_its_course_example_from_cifar10_tensors():
     import torch
 
-    from training.cifar10 import CLASSES
+    from training.cifar10_data import CLASSES
     from training.data import TensorData
-    from training.image_folder import course_example
+    from training.folder_data import course_example
 
     labels = torch.arange(200) % 10
     images = (labels * 25).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 32, 32).contiguous()

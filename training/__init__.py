@@ -44,10 +44,13 @@ shortest example):
    a lesson that declares it is on that page.
 
 A checkpoint flows one way: `Run.snapshot()` -> `checkpoint.save` -> folder ->
-`checkpoint.load` -> the next `Run`. Datasets have a module each (`mnist`, `cifar10`,
-`anime_faces`, `image_folder`), augmentation is in `augment`, evaluation in `evaluate`, figures in `plots`,
-GAN noise in `gan` and GAN metrics in `gan_metrics`; what a person following a run reads (number
-formats, time left, the results page) in `report`.
+`checkpoint.load` -> the next `Run`. Each dataset has a module named for it and its layer
+(`mnist_data`, `cifar10_data`, `anime_faces_data`, `insurance_data`, `folder_data`: a
+module's name ends in `_data` where it loads data, as the models in shared/models/ are
+named for their architecture and the lessons for the lesson), augmentation is in `augment`,
+evaluation in `evaluate`, figures in `plots`, GAN noise in `gan` and GAN metrics in
+`gan_metrics`; what a person following a run reads (number formats, time left, the results
+page) in `report`.
 """
 
 import os

@@ -37,7 +37,7 @@ import torch.nn.functional as F  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
 from shared.images import ImageError, flatten, install_decoder_limits, open_image  # noqa: E402
-from shared.models.cifar import CLASSES  # noqa: E402
+from shared.models.cifar10 import CLASSES  # noqa: E402
 from shared.preprocessing import CIFAR_MEAN, CIFAR_STD, normalize_images, square_image  # noqa: E402
 from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
 from shared.weights import load_models  # noqa: E402

@@ -58,7 +58,7 @@ import torch.nn.functional as F
 
 from shared.models import build_model
 from shared.models.gan import from_pixels
-from training.anime_faces import anime_faces, data_problem
+from training.anime_faces_data import anime_faces, data_problem
 from training.averaging import decay_at, update_average
 from training.config import Count, Decay, NonNegative, Positive, Seed, Size
 from training.gan import Augmented, augment_policy, fixed_latents, generate, step_latents

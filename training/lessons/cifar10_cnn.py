@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.cifar import CLASSES
-from training.cifar10 import cifar_splits, conv_input, data_problem
+from shared.models.cifar10 import CLASSES
+from training.cifar10_data import cifar_splits, conv_input, data_problem
 from training.config import Count, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 from training.plots import feature_maps_figure, kernels_figure

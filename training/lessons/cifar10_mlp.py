@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.cifar import CLASSES
+from shared.models.cifar10 import CLASSES
 from shared.preprocessing import normalize_cifar
-from training.cifar10 import cifar_splits, data_problem
+from training.cifar10_data import cifar_splits, data_problem
 from training.config import Count, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 from training.report import Reference

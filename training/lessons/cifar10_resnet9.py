@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.cifar import CLASSES
+from shared.models.cifar10 import CLASSES
 from training.augment import random_crop_flip
 from training.averaging import decay_at, update_average
-from training.cifar10 import cifar_splits, conv_input, data_problem
+from training.cifar10_data import cifar_splits, conv_input, data_problem
 from training.config import Count, Decay, Fraction, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 from training.plots import learning_rate_figure

@@ -41,7 +41,7 @@ from training.averaging import decay_at, update_average
 from training.config import Count, Decay, Positive, Seed
 from training.gan import fixed_latents, generate, step_latents
 from training.gan_metrics import SlicedWasserstein, fid
-from training.mnist import data_problem, load_mnist, synthetic_digits
+from training.mnist_data import data_problem, load_mnist, synthetic_digits
 from training.playground import Number, PlaygroundSettings, mnist_data, saved_image
 from training.plots import image_grid, timelapse
 from training.report import Reference

@@ -28,7 +28,7 @@ from shared.models import MODELS, build_model
 from shared.preprocessing import normalize_mnist
 from training.config import Count, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, test_metrics
-from training.mnist import data_problem, mnist_splits
+from training.mnist_data import data_problem, mnist_splits
 from training.playground import DIGIT_PREDICTIONS, Choice, Number, PlaygroundSettings, mnist_data
 from training.plots import predictions_figure
 from training.report import Reference
