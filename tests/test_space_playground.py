@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import sys
 import threading
 import time
 import urllib.error
@@ -680,8 +679,7 @@ def test_a_stopped_run_is_pushed_with_the_visitors_token_and_the_token_goes_nowh
 
 
 def test_stage_vendors_the_training_package(tmp_path):
-    sys.path.insert(0, str(ROOT / "spaces"))
-    import deploy
+    from spaces import deploy
 
     assert deploy.vendored("playground") == ["shared", "training"] and deploy.vendored("digits") == ["shared"]
     staged = deploy.stage("playground", tmp_path / "playground")
