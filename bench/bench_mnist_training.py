@@ -69,7 +69,7 @@ def our_batches(data_dir: Path):
         for _ in run.epochs():
             for images, labels in run.batches(train, BATCH):
                 yield normalize_mnist(images), labels
-            run.progress.epoch += 1  # what end_epoch does, without its evaluation and checkpoint
+            run.progress.epoch += 1  # end_epoch's count, without its evaluation or a checkpoint
             run.progress.step = 0
 
 

@@ -22,6 +22,25 @@ def test_help_lists_lessons_and_the_lessons_settings():
         assert text in out
 
 
+def test_importing_training_leaves_openmp_alone_and_the_command_line_makes_its_threads_sleep():
+    """OMP_WAIT_POLICY=PASSIVE is the training process's (training.sleeping_openmp_waits), set by
+    `python -m training` before torch loads, not by an import (a Space, a notebook, the tests)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    imported = "import os, training, training.cli, training.run; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", imported], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+    entry = ("import atexit, os, runpy, sys; sys.argv = ['training', '--help']; "
+             "atexit.register(lambda: print('policy', os.environ.get('OMP_WAIT_POLICY'))); "
+             "runpy.run_module('training', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", entry], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: python -m training" in out.stdout, out.stderr
+    assert out.stdout.strip().endswith("policy PASSIVE")
+
+
 def test_profiles_are_settings_that_help_shows_and_overrides_change():
     out = run_training("mnist-mlp", "--help").stdout
     assert "--optimizer=adamw" in out and "adamw|sgd" in out and "course=sgd" in out

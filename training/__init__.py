@@ -34,9 +34,11 @@ shortest example):
    - `for epoch in run.epochs():` then `for inputs, labels in run.batches(data, batch_size):`
      a step: forward, `run.accelerator.backward(loss)`, `optimizer.step()`, and
      `run.log_step(loss=loss)`; `run.global_step` counts batches over the whole run;
-   - `run.end_epoch(val_accuracy=...)`: averages, prints, checkpoints (see training/run.py
-     for everything `batches` and `end_epoch` do besides: NaN checks, stop on a signal);
-   - `run.add_file(name, figure)` for pictures; `return run.finish(test_accuracy=...)`.
+   - `run.end_epoch(val_accuracy=...)`: averages, prints; then `run.save_checkpoint()`, the
+     write a resumed run starts from, where a stop request is honoured too (see training/run.py
+     for everything `batches` and `end_epoch` do besides: NaN checks, the save a stop makes);
+   - `run.add_file(name, figure)` for pictures (the next write holds them); `return
+     run.finish(test_accuracy=...)`, which writes the final checkpoint.
 4. Register the lesson's name in `LESSONS` below and its model in `shared/models/`; the
    smoke sweep in tests/test_lessons.py then runs it.
 5. Optionally `PLAYGROUND = PlaygroundSettings(...)` (training/playground.py): what a visitor
@@ -55,10 +57,16 @@ page) in `report`.
 
 import os
 
-# OpenMP threads that spin while they wait for each other burn the cores other processes need,
-# and crawl when those processes take the cores: measured on a shared 2-core machine, ResNet9
-# trained 2-3x faster with sleeping waits. Read once, when torch loads; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+def sleeping_openmp_waits() -> None:
+    """Make OpenMP threads sleep, not spin, while they wait: called where a training process
+    starts (`python -m training`, the playground's worker), before torch loads, never on import.
+
+    Spinning threads burn the cores other processes need, and crawl when those processes take
+    the cores: measured on a shared 2-core machine, ResNet9 trained 2-3x faster with sleeping
+    waits. OpenMP reads the setting once, when torch loads it; an explicit setting wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Lesson name -> module under training/lessons, in course order (`python -m training all`).
 LESSONS: dict[str, str] = {

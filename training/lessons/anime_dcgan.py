@@ -179,6 +179,7 @@ def train(run):
         run.add_file(f"samples/epoch_{epoch:03d}.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         live = {"swd_live": swd(generate(run, generator, swd_latents))["swd"]} if average is not None else {}
         run.end_epoch(**swd(generate(run, published, swd_latents)), **live)
+        run.save_checkpoint()
 
     if run.is_main:  # the grids are files of the main process's checkpoint folder
         run.add_file("timelapse.gif", timelapse(run.folder / "samples"))

@@ -232,5 +232,6 @@ def train(run):
         val = evaluate_classifier(run, model, val_set, conv_input)
         run.end_epoch(**{f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]},
                       lr=scheduler.get_last_lr()[-1])
+        run.save_checkpoint()
     test = report_test_set(run, MultiCrop(model, cfg.tta), test_set, conv_input, CLASSES)
     return run.finish(**test_metrics(test, model), test_time_augmentation=cfg.tta)

@@ -101,6 +101,7 @@ def train(run):
             run.log_step(loss=loss, accuracy=100 * (logits.argmax(1) == labels).float().mean())
         val = evaluate_classifier(run, model, val_set, conv_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.save_checkpoint()
 
     test = report_test_set(run, model, test_set, conv_input, CLASSES)
     draw_kernels_and_feature_maps(run, run.accelerator.unwrap_model(model), test_set)

@@ -91,6 +91,7 @@ def train(run):
             run.log_step(loss=loss, accuracy=100 * (logits.argmax(1) == labels).float().mean())
         val = evaluate_classifier(run, model, val_set, normalize_cifar)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.save_checkpoint()
 
     test = report_test_set(run, model, test_set, normalize_cifar, CLASSES)
     return run.finish(**test_metrics(test, model))

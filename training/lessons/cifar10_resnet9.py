@@ -152,5 +152,6 @@ def train(run):
         val = evaluate_classifier(run, predictor(), val_set, conv_input)
         run.end_epoch(**{f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]},
                       lr=scheduler.get_last_lr()[0])
+        run.save_checkpoint()
     test = report_test_set(run, predictor(), test_set, conv_input, CLASSES)
     return run.finish(**test_metrics(test, model), validated_on=VALIDATED_ON[checked])

@@ -139,6 +139,7 @@ def train(run):
             run.log_step(loss=loss)
         val = evaluate_classifier(run, model, data.val, model_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"], lr=scheduler.get_last_lr()[0])
+        run.save_checkpoint()
 
     test = report_test_set(run, model, data.test, model_input, data.class_names)
     return run.finish(**test_metrics(test, model), classes=data.class_names, splits=data.sources,

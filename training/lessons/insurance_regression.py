@@ -147,6 +147,7 @@ def train(run):
             optimizer.zero_grad()
             run.log_step(l1=l1)
         run.end_epoch(lr=lr, val_l1=validation_l1(model, val_set))
+        run.save_checkpoint()
 
     run.print("[insurance-regression] predict_single on the first validation rows:")
     for i in range(3):

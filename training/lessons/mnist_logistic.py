@@ -107,6 +107,7 @@ def train(run):
             run.log_step(loss=loss)
         val = evaluate_classifier(run, model, val_set, normalize_mnist)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.save_checkpoint()
 
     test = evaluate_classifier(run, model, test_set, normalize_mnist)
     sample_predictions(run, model, test_set, "mnist-logistic")
