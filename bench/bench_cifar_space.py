@@ -21,22 +21,19 @@ Targets (2-core machine): in-process p50 <= 30 ms for the default model (cifar10
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+from gradio_client import handle_file
+from PIL import Image
+from space_bench import Report, arguments, percentiles, timed, weights_env
+
+from harness.spaces import client, import_app, serve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from gradio_client import handle_file  # noqa: E402
-from PIL import Image  # noqa: E402
-from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-
-from harness.spaces import client, import_app, serve  # noqa: E402
-
 APP = ROOT / "spaces" / "cifar10" / "app.py"
 MODEL_SIZES = {"cifar10-resnet9": dict(width=16), "cifar10-cnn": dict(width=16), "cifar10-mlp": {},  # cpu profiles
           "image-folder": dict(width=16, image_size=64, class_names=["airplane", "cat", "dog"])}

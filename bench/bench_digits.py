@@ -23,20 +23,17 @@ Targets (2-core machine): in-process p50 <= 20 ms and HTTP increment p50 <= 100 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+from space_bench import Report, arguments, percentiles, timed, weights_env
+
+from harness.drawings import drawing
+from harness.spaces import client, editor_value, import_app, serve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-import torch  # noqa: E402
-from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-
-from harness.drawings import drawing  # noqa: E402
-from harness.spaces import client, editor_value, import_app, serve  # noqa: E402
-
 APP = ROOT / "spaces" / "digits" / "app.py"
 MODEL_SIZES = {"mnist-cnn": {}, "mnist-mlp": {}, "mnist-logistic": {}}  # untrained: default sizes
 

@@ -20,19 +20,16 @@ Targets (2-core machine): 16 faces in-process p50 <= 200 ms, 32 concurrent clien
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+from space_bench import Report, arguments, percentiles, timed, weights_env
+
+from harness.spaces import client, import_app, serve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-import torch  # noqa: E402
-from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-
-from harness.spaces import client, import_app, serve  # noqa: E402
-
 APP = ROOT / "spaces" / "faces" / "app.py"
 MODEL_SIZES = {"anime-dcgan": {}, "mnist-gan": {}}  # untrained: the course sizes
 FACES = 16

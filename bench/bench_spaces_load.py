@@ -28,21 +28,18 @@ import argparse
 import math
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from gradio_client import handle_file
+from space_bench import Report, weights_env
+
+from harness.drawings import drawing
+from harness.spaces import client, editor_value, serve, worker_lives
+
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no Hub lookups for weights (read at import time)
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-from gradio_client import handle_file  # noqa: E402
-from space_bench import Report, weights_env  # noqa: E402
-
-from harness.drawings import drawing  # noqa: E402
-from harness.spaces import client, editor_value, serve, worker_lives  # noqa: E402
 
 SPACES = ROOT / "spaces"
 PLAYGROUND = SPACES / "playground" / "app.py"

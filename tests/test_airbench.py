@@ -11,7 +11,7 @@ from conftest import train
 
 from shared.models import MODELS, build_model
 from shared.models.airbench import whitening_weights
-from training.cifar10 import synthetic_cifar
+from training.cifar10_data import synthetic_cifar
 from training.lessons.cifar10_airbench import (
     Config,
     MultiCrop,

@@ -14,7 +14,7 @@ from conftest import find_datasets, run_training, train
 from PIL import Image
 
 from shared.models import MODELS
-from training.anime_faces import load_anime_faces, synthetic_faces
+from training.anime_faces_data import load_anime_faces, synthetic_faces
 from training.data import DataNotFound
 from training.gan import Augmented, diff_augment
 from training.gan_metrics import SlicedWasserstein, fid
@@ -301,7 +301,7 @@ def test_anime_faces_are_decoded_once_and_cached(tmp_path, monkeypatch):
     assert (error < 10).all() and (data.inputs[:3].float() - faces.roll(1, 0).float()).abs().mean() > 2 * error.max()
     assert data.inputs[3, 0].float().mean() > 240 and data.inputs[3, 1:].float().mean() < 15
     [cached] = (tmp_path / "cache").glob("animefaces-64px-*.safetensors")
-    monkeypatch.setattr("training.anime_faces._decode", lambda *a: pytest.fail("decoded again"))
+    monkeypatch.setattr("training.anime_faces_data._decode", lambda *a: pytest.fail("decoded again"))
     assert torch.equal(load_anime_faces(tmp_path / "data").inputs, data.inputs)
 
 

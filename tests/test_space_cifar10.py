@@ -114,7 +114,7 @@ def test_the_model_input_is_what_image_folder_training_decodes(app, own_checkpoi
     """The Space's input for an upload equals training's own decoding of that file, normalised the
     same way: the prediction is the model's on the training pipeline's tensor."""
     from shared.preprocessing import normalize_images
-    from training.image_folder import decode
+    from training.folder_data import decode
 
     path = own_checkpoint.parents[1] / "shapes" / "circle" / "003.png"  # 41x45 greyscale
     _, pixels = app.model_input(app.open_image(str(path)), 24)

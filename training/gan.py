@@ -10,7 +10,7 @@
 - `Augmented(discriminator, policy, run)`: the discriminator behind differentiable
   augmentation (DiffAugment), what anime-dcgan's cpu profile trains with.
 
-The dataset is in `training.anime_faces` and `training.mnist`, the quality metrics in
+The dataset is in `training.anime_faces_data` and `training.mnist_data`, the quality metrics in
 `training.gan_metrics`, the timelapse GIF in `training.plots`.
 """
 

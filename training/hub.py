@@ -36,12 +36,11 @@ import json
 import re
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.utils import validate_repo_id
 
-from training.card import for_repo
+from training.card import for_repo, stopped_at
 
 KEEP_ON_HUB = {".gitattributes"}  # the Hub's LFS rules: never deleted
 NOT_UPLOADED = ("resume/",)
@@ -110,13 +109,11 @@ def check_folder(folder: Path, allow_unfinished: bool = False) -> None:
 def stopped(folder: Path) -> str | None:
     """Where the run of an unfinished checkpoint stopped ("stopped after epoch 1 of 3"); None when
     it finished."""
-    from training.card import stopped_at
-
     metrics = json.loads((folder / "metrics.json").read_text())
     if metrics.get("complete"):
         return None
-    progress = SimpleNamespace(epoch=metrics.get("epochs_completed", 0), step=metrics.get("step_in_epoch", 0))
-    return f"stopped {stopped_at(progress, metrics.get('epochs_planned'))}"
+    return "stopped " + stopped_at(metrics.get("epochs_completed", 0), metrics.get("step_in_epoch", 0),
+                                   metrics.get("epochs_planned"))
 
 
 def run_summary(folder: Path) -> str:

@@ -21,26 +21,25 @@ API (every endpoint named; see "Use via API" in the page footer):
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+import gradio as gr
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+# shared/: in a deployed Space the copy next to this file (a script's own folder leads the
+# import path); in a clone the installed project (`make setup`, an editable install).
+from shared.images import ImageError, flatten, install_decoder_limits, open_image
+from shared.models.cifar10 import CLASSES
+from shared.preprocessing import CIFAR_MEAN, CIFAR_STD, normalize_images, square_image
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue
+from shared.weights import load_models
+
 HERE = Path(__file__).resolve().parent
-# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
-
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from shared.images import ImageError, flatten, install_decoder_limits, open_image  # noqa: E402
-from shared.models.cifar import CLASSES  # noqa: E402
-from shared.preprocessing import CIFAR_MEAN, CIFAR_STD, normalize_images, square_image  # noqa: E402
-from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
-from shared.weights import load_models  # noqa: E402
 
 MODEL_NAMES = ["cifar10-airbench", "cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"]
 VIEW = 256         # the square crop, the overlay and the model's input (enlarged) are shown at 256x256

@@ -17,28 +17,27 @@ API (every endpoint named; see "Use via API" in the page footer):
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
+import gradio as gr
+import torch
+from PIL import Image
 
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from shared import sketchpad  # noqa: E402
-from shared.images import (  # noqa: E402
+# shared/: in a deployed Space the copy next to this file (a script's own folder leads the
+# import path); in a clone the installed project (`make setup`, an editable install).
+from shared import sketchpad
+from shared.images import (
     ImageError,
     describe_error,
     editor_image,
     install_decoder_limits,
     open_image,
 )
-from shared.preprocessing import sketch_to_mnist  # noqa: E402
-from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
-from shared.weights import load_models  # noqa: E402
+from shared.preprocessing import sketch_to_mnist
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue
+from shared.weights import load_models
+
+HERE = Path(__file__).resolve().parent
 
 MODEL_NAMES = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
 PREVIEW_SCALE = 8            # the 28x28 input is shown as 224x224, one block per pixel

@@ -34,17 +34,17 @@ import sys
 import zipfile
 from pathlib import Path
 
+import gradio as gr
+import torch
+from PIL import Image
+
+# shared/: in a deployed Space the copy next to this file (a script's own folder leads the
+# import path); in a clone the installed project (`make setup`, an editable install).
+from shared.models.gan import SAMPLE_GRIDS, sample_grids, to_pixels
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue
+from shared.weights import load_models
+
 HERE = Path(__file__).resolve().parent
-# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
-
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from shared.models.gan import SAMPLE_GRIDS, sample_grids, to_pixels  # noqa: E402
-from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
-from shared.weights import load_models  # noqa: E402
 
 MODEL_CHOICES = [("Anime faces", "anime-dcgan"), ("Digits", "mnist-gan")]
 MODEL_NAMES = [name for _, name in MODEL_CHOICES]

@@ -57,7 +57,7 @@ import torch
 
 from shared.models import build_model
 from shared.models.gan import from_pixels, sample_grid, sample_grids
-from training.anime_faces import anime_faces, data_problem
+from training.anime_faces_data import anime_faces, data_problem
 from training.averaging import decay_at, update_average
 from training.config import Count, Decay, Positive, Seed, Size
 from training.gan import (
@@ -159,6 +159,7 @@ def train(run):
         run.add_file(sample_grid(epoch), image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         live = {"swd_live": swd(generate(run, generator, swd_latents))["swd"]} if average is not None else {}
         run.end_epoch(**swd(generate(run, published, swd_latents)), **live)
+        run.save_checkpoint()
 
     if run.is_main:  # the grids are files of the main process's checkpoint folder
         run.add_file("timelapse.gif", timelapse(sample_grids(run.folder)))

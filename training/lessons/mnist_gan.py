@@ -47,7 +47,7 @@ from training.gan import (
     update_generator,
 )
 from training.gan_metrics import SlicedWasserstein, fid
-from training.mnist import data_problem, load_mnist, synthetic_digits
+from training.mnist_data import data_problem, load_mnist, synthetic_digits
 from training.playground import Number, PlaygroundSettings, mnist_data, saved_image
 from training.plots import image_grid, timelapse
 from training.report import Reference
@@ -142,6 +142,7 @@ def train(run):
         run.add_file(sample_grid(epoch), image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         live = {"swd_live": swd(generate(run, generator, swd_latents))["swd"]} if average is not None else {}
         run.end_epoch(**swd(generate(run, published, swd_latents)), **live)
+        run.save_checkpoint()
 
     if run.is_main:  # the grids are files of the main process's checkpoint folder
         run.add_file("timelapse.gif", timelapse(sample_grids(run.folder)))
