@@ -38,10 +38,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from harness.datasets import find_datasets
 
-from harness.datasets import find_datasets  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 AIRBENCH = ["cifar10-airbench", "--profile", "cpu"]  # widths 48-192-192: any 2-core CPU, fp32 or bf16
 PAPER = [*AIRBENCH, "--widths=64,256,256"]  # the paper's network: the 15-minute setting with bf16 on AMX

@@ -13,7 +13,7 @@ from conftest import run_training, train
 from shared.models import MODELS, build_model
 from shared.models.airbench import whitening_weights
 from training.augment import EpochDraw, MultiCrop, cutout
-from training.cifar10 import synthetic_cifar
+from training.cifar10_data import synthetic_cifar
 from training.lessons.cifar10_airbench import Config, lr_factor, network, optimizer_for
 from training.muon import Muon
 

@@ -185,6 +185,9 @@ def _light_main():
 
 def _child(job: dict, rows, control) -> None:
     """The child's whole life: build the run, train, send rows and the end through `rows`."""
+    from training import sleeping_openmp_waits
+
+    sleeping_openmp_waits()  # this fresh interpreter has not loaded torch yet
     import torch
 
     torch.set_num_threads(job["threads"])

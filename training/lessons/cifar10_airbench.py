@@ -49,10 +49,10 @@ from torch import nn
 
 from shared.models import build_model
 from shared.models.airbench import whitening_weights
-from shared.models.cifar import CLASSES
+from shared.models.cifar10 import CLASSES
 from training.augment import EpochDraw, MultiCrop
 from training.averaging import update_average
-from training.cifar10 import cifar_splits, conv_input, data_problem
+from training.cifar10_data import cifar_splits, conv_input, data_problem
 from training.config import Count, Decay, Fraction, NonNegative, Positive, Range, Seed, Size
 from training.data import TensorData
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
@@ -226,5 +226,6 @@ def train(run):
         val = evaluate_classifier(run, model, val_set, conv_input)
         run.end_epoch(**{f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]},
                       lr=scheduler.get_last_lr()[-1])
+        run.save_checkpoint()
     test = report_test_set(run, MultiCrop(model, cfg.tta), test_set, conv_input, CLASSES)
     return run.finish(**test_metrics(test, model), test_time_augmentation=cfg.tta)
