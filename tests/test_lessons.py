@@ -22,13 +22,16 @@ def test_smoke_run_writes_a_complete_checkpoint(lesson, tmp_path):
     metrics = train(lesson, tmp_path)
     folder = tmp_path / lesson
     assert metrics["complete"] and metrics["profile"] == "smoke"
-    for key in ("train_seconds", "samples_per_second", "device", "versions", "seed"):
+    for key in ("train_seconds", "wall_seconds", "samples_per_second", "device", "versions", "seed"):
         assert key in metrics
+    # the lesson's wall clock holds its training time, and data, evaluation and checkpoints besides
+    assert metrics["wall_seconds"] >= metrics["train_seconds"]
     for name in ("config.json", "model.safetensors", "README.md", "metrics.json", "history.json",
                  "training_config.json", "curves.png", "resume/state.pt"):
         assert (folder / name).is_file(), name
     history = json.loads((folder / "history.json").read_text())
     assert len(history) == metrics["epochs"] > 0
+    assert all(row["train_seconds"] <= row["wall_seconds"] <= metrics["wall_seconds"] for row in history)
     assert not list(tmp_path.glob(".*")), "temporary checkpoint folders left behind"
 
 

@@ -99,7 +99,7 @@ def model_card(snapshot, metrics: dict) -> ModelCard:
         model_name=snapshot.lesson if results else None, eval_results=results or None,  # the name heads model-index
     )
     lines = [f"| {label} | {metrics[key]} |" for key, label in task.get("metrics", {}).items() if key in metrics]
-    for key in ("train_seconds", "samples_per_second", "device", "epochs"):
+    for key in ("train_seconds", "wall_seconds", "samples_per_second", "device", "epochs"):
         if key in metrics:
             lines.append(f"| {key.replace('_', ' ')} | {metrics[key]} |")
     table = "| metric | value |\n|---|---|\n" + "\n".join(lines) if lines else ""

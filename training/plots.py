@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-SKIP = {"epoch", "epoch_seconds", "samples_per_second", "train_seconds"}
+SKIP = {"epoch", "epoch_seconds", "samples_per_second", "train_seconds", "wall_seconds"}
 FAMILIES = ("loss", "accuracy", "score", "swd")  # metrics whose name holds one share a panel
 
 

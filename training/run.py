@@ -134,6 +134,7 @@ class Run:
         `on_progress`: called with each progress row (see the module docstring);
         `progress_every`: seconds between progress lines without a terminal; `job`: the lesson's
         place in `python -m training all`, for those lines."""
+        self._started = time.perf_counter()  # the lesson's wall clock (wall_seconds) starts here
         self.lesson, self.task, self.config, self.profile = lesson, task, config, profile
         self.data_dir, self.accelerator = Path(data_dir), accelerator
         self.folder = Path(out_dir) / lesson
@@ -143,6 +144,8 @@ class Run:
         self.published: str | None = None
         self.pending_files: dict[str, object] = {}
         self._saved = saved
+        # A resumed run's earlier sessions (a checkpoint from before wall_seconds existed: at least its training).
+        self._wall_before = max(self.progress.wall_seconds, self.progress.train_seconds)
         self._on_progress = on_progress
         self.progress_every, self.job = progress_every, job
         self._have_checkpoint = saved is not None
@@ -397,7 +400,8 @@ class Run:
         row = {"epoch": self.epoch, **{f"train_{k}": v for k, v in means.items()}, **metrics,
                "epoch_seconds": round(time.perf_counter() - self._epoch_start, 3),
                "samples_per_second": round(self._epoch_samples / max(self._epoch_train_seconds, 1e-9), 1),
-               "train_seconds": round(progress.train_seconds, 2)}  # so far: time-to-accuracy curves
+               "train_seconds": round(progress.train_seconds, 2),  # so far: time-to-accuracy curves
+               "wall_seconds": round(self._wall(), 2)}  # the same, evaluation included
         progress.history.append(row)
         self._sums.clear()
         self._count = 0
@@ -431,6 +435,8 @@ class Run:
             **final_metrics,
             "epochs": self.epoch,
             "train_seconds": round(progress.train_seconds, 2),
+            # Up to the final checkpoint's write (which itself is not counted): data, evaluation included.
+            "wall_seconds": round(self._wall(), 2),
             "samples_per_second": round(progress.samples_seen / max(progress.train_seconds, 1e-9), 1),
             **checkpoint.environment(self.accelerator),
             **self._batch_sizes,
@@ -499,8 +505,13 @@ class Run:
             scaler=scaler.state_dict() if scaler is not None else None,
             complete=complete, metrics=metrics)
 
+    def _wall(self) -> float:
+        """Seconds of this lesson so far: since the Run was made, plus a resumed run's earlier sessions."""
+        return self._wall_before + time.perf_counter() - self._started
+
     def _save(self, complete: bool, metrics: dict | None = None) -> None:
         self._check_finite(self._means())
+        self.progress.wall_seconds = self._wall()
         rng = gather_object([checkpoint.rng_state()])  # every process's, in process order
         if self.is_main:
             if self.history and (complete or time.monotonic() - self._curves_drawn_at > CURVES_EVERY_SECONDS):
