@@ -21,24 +21,21 @@ Targets (2-core machine): in-process p50 <= 30 ms for the default model (cifar10
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+from gradio_client import handle_file
+from PIL import Image
+from space_bench import Report, arguments, percentiles, timed, weights_env
+
+from harness.spaces import client, import_app, serve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from gradio_client import handle_file  # noqa: E402
-from PIL import Image  # noqa: E402
-from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-
-from harness.spaces import client, import_app, serve  # noqa: E402
-
 APP = ROOT / "spaces" / "cifar10" / "app.py"
-MODELS = {"cifar10-resnet9": dict(width=16), "cifar10-cnn": dict(width=16), "cifar10-mlp": {},  # cpu profiles
+MODEL_SIZES = {"cifar10-resnet9": dict(width=16), "cifar10-cnn": dict(width=16), "cifar10-mlp": {},  # cpu profiles
           "image-folder": dict(width=16, image_size=64, class_names=["airplane", "cat", "dog"])}
 
 
@@ -59,7 +56,7 @@ def main() -> None:
     row, verdict = report.row, report.verdict
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-cifar10-"))
-    env, origin = weights_env(APP, MODELS, args.random_weights, tmp / "weights")
+    env, origin = weights_env(APP, MODEL_SIZES, args.random_weights, tmp / "weights")
     photo = tmp / "photo.jpg"
     test_photo(photo)
     load_before = os.getloadavg()[0]
@@ -67,7 +64,7 @@ def main() -> None:
     # ---- in-process: predict as the page calls it, on the uploaded file ----
     app = import_app(APP, env)
     torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))  # as the served app does
-    for name in MODELS:
+    for name in MODEL_SIZES:
         p50, p95 = percentiles(timed(lambda n=name: app.predict(str(photo), n), args.requests))
         row(f"in-process predict, {name}", f"{p50:.1f} ms", f"{p95:.1f} ms",
             verdict(p50, 30) if name == "cifar10-resnet9" else "")
@@ -80,7 +77,7 @@ def main() -> None:
     p50, p95 = percentiles(timed(lambda: app.model_input(decoded), args.requests))
     row("  of which crop + resize to 32x32", f"{p50:.1f} ms", f"{p95:.1f} ms")
     square, pixels = app.model_input(decoded)
-    model = app.MODELS["cifar10-resnet9"].model
+    model = app.LOADED["cifar10-resnet9"].model
     inputs = normalize_cifar(pixels)
     with torch.inference_mode():
         p50, p95 = percentiles(timed(lambda: model(inputs), args.requests))

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `python -m training` runs (training/__init__.py)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as a training process runs (training.sleeping_openmp_waits)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
@@ -33,7 +33,7 @@ from torchvision.datasets import ImageFolder  # noqa: E402
 from shared.models import build_model  # noqa: E402
 from shared.preprocessing import CIFAR_MEAN, CIFAR_STD  # noqa: E402
 from training.augment import random_crop_flip  # noqa: E402
-from training.cifar10 import conv_input, load_cifar10  # noqa: E402
+from training.cifar10_data import conv_input, load_cifar10  # noqa: E402
 from training.lessons import cifar10_resnet9  # noqa: E402
 from training.run import Run  # noqa: E402
 
@@ -60,7 +60,8 @@ def our_batches(data_dir: Path, batch_size: int):
         for _ in run.epochs():
             for images, labels in run.batches(train, batch_size):
                 yield conv_input(random_crop_flip(images, padding=4)), labels
-            run.epoch += 1  # what end_epoch does, without its evaluation and checkpoint
+            run.progress.epoch += 1  # end_epoch's count, without its evaluation or a checkpoint
+            run.progress.step = 0
 
 
 class Trainer:

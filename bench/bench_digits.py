@@ -23,22 +23,19 @@ Targets (2-core machine): in-process p50 <= 20 ms and HTTP increment p50 <= 100 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+from space_bench import Report, arguments, percentiles, timed, weights_env
+
+from harness.drawings import drawing
+from harness.spaces import client, editor_value, import_app, serve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-import torch  # noqa: E402
-from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-
-from harness.drawings import drawing  # noqa: E402
-from harness.spaces import client, editor_value, import_app, serve  # noqa: E402
-
 APP = ROOT / "spaces" / "digits" / "app.py"
-MODELS = {"mnist-cnn": {}, "mnist-mlp": {}, "mnist-logistic": {}}  # untrained: default sizes
+MODEL_SIZES = {"mnist-cnn": {}, "mnist-mlp": {}, "mnist-logistic": {}}  # untrained: default sizes
 
 # The no-op twin of /predict_sketch: same components, same event options, no work.
 NOOP_APP = """
@@ -73,7 +70,7 @@ def main() -> None:
     row, verdict = report.row, report.verdict
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-digits-"))
-    env, origin = weights_env(APP, MODELS, args.random_weights, tmp / "weights")
+    env, origin = weights_env(APP, MODEL_SIZES, args.random_weights, tmp / "weights")
     canvas_path = tmp / "canvas.png"
     drawing("7").save(canvas_path)
     from PIL import Image
@@ -83,7 +80,7 @@ def main() -> None:
     torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))  # as the served app does
     canvas = Image.open(canvas_path).convert("RGBA")
     value = {"background": None, "layers": [], "composite": canvas}
-    for name in MODELS:
+    for name in MODEL_SIZES:
         p50, p95 = percentiles(timed(lambda n=name: app.predict_sketch(value, n), args.requests))
         row(f"in-process predict_sketch, {name}", f"{p50:.1f} ms", f"{p95:.1f} ms",
             verdict(p50, 20) if name == "mnist-cnn" else "")
@@ -93,7 +90,7 @@ def main() -> None:
     row("  of which preprocessing (sketch_to_mnist)", f"{p50:.1f} ms", f"{p95:.1f} ms")
     digit = sketch_to_mnist(canvas).tensor
     with torch.inference_mode():
-        p50, p95 = percentiles(timed(lambda: app.MODELS["mnist-cnn"].model(digit), args.requests))
+        p50, p95 = percentiles(timed(lambda: app.LOADED["mnist-cnn"].model(digit), args.requests))
     row("  of which mnist-cnn forward", f"{p50:.1f} ms", f"{p95:.1f} ms")
     p50, p95 = percentiles(timed(lambda: Image.open(canvas_path).convert("RGBA").load(), args.requests))
     row("  (PNG decode of the canvas, done by Gradio)", f"{p50:.1f} ms", f"{p95:.1f} ms")

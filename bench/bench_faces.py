@@ -20,21 +20,18 @@ Targets (2-core machine): 16 faces in-process p50 <= 200 ms, 32 concurrent clien
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+import torch
+from space_bench import Report, arguments, percentiles, timed, weights_env
+
+from harness.spaces import client, import_app, serve
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-import torch  # noqa: E402
-from space_bench import Report, arguments, percentiles, timed, weights_env  # noqa: E402
-
-from harness.spaces import client, import_app, serve  # noqa: E402
-
 APP = ROOT / "spaces" / "faces" / "app.py"
-MODELS = {"anime-dcgan": {}, "mnist-gan": {}}  # untrained: the course sizes
+MODEL_SIZES = {"anime-dcgan": {}, "mnist-gan": {}}  # untrained: the course sizes
 FACES = 16
 
 
@@ -47,17 +44,17 @@ def main() -> None:
     row, verdict = report.row, report.verdict
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-faces-"))
-    env, origin = weights_env(APP, MODELS, args.random_weights, tmp / "weights")
+    env, origin = weights_env(APP, MODEL_SIZES, args.random_weights, tmp / "weights")
 
     # ---- in-process: what one request computes ----
     app = import_app(APP, env)
     torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))  # as the served app does
-    for name in MODELS:
+    for name in MODEL_SIZES:
         seeds = iter(range(10**6))  # a new seed every call: nothing is cached
         p50, p95 = percentiles(timed(lambda n=name, s=seeds: app.faces(n, next(s), FACES), args.requests))
         row(f"in-process {FACES} {'faces' if name == 'anime-dcgan' else 'digits'} ({name}): grid PNG + ZIP",
             f"{p50:.1f} ms", f"{p95:.1f} ms", verdict(p50, 200) if name == "anime-dcgan" else "")
-        latent = app.latents(1, app.MODELS[name].model.latent_dim)[:FACES]
+        latent = app.latents(1, app.LOADED[name].model.latent_dim)[:FACES]
         p50, p95 = percentiles(timed(lambda n=name, z=latent: app.render(n, z), args.requests))
         row("  of which the generator", f"{p50:.1f} ms", f"{p95:.1f} ms")
     p50, p95 = percentiles(timed(lambda: app.interpolate("anime-dcgan", 1, 2, 24), max(5, args.requests // 5)))

@@ -32,7 +32,7 @@ from torchvision.datasets import MNIST
 from shared.models import build_model
 from shared.preprocessing import MNIST_MEAN, MNIST_STD, normalize_mnist
 from training.lessons import mnist_logistic
-from training.mnist import load_mnist
+from training.mnist_data import load_mnist
 from training.run import Run
 
 BATCH = 128
@@ -69,7 +69,7 @@ def our_batches(data_dir: Path):
         for _ in run.epochs():
             for images, labels in run.batches(train, BATCH):
                 yield normalize_mnist(images), labels
-            run.progress.epoch += 1  # what end_epoch does, without its evaluation and checkpoint
+            run.progress.epoch += 1  # end_epoch's count, without its evaluation or a checkpoint
             run.progress.step = 0
 
 

@@ -31,12 +31,11 @@ import threading
 import time
 from pathlib import Path
 
+from harness.datasets import find_datasets
+from harness.spaces import client, serve
+
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the app imported here for its defaults: no Hub lookups
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-from harness.datasets import find_datasets  # noqa: E402
-from harness.spaces import client, serve  # noqa: E402
 
 APP = ROOT / "spaces" / "playground" / "app.py"
 

@@ -31,21 +31,18 @@ import itertools
 import math
 import os
 import signal
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 
+from gradio_client import handle_file
+from space_bench import Report, weights_env
+
+from harness.drawings import drawing
+from harness.spaces import client, editor_value, serve, worker_lives
+
 ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no Hub lookups for weights (read at import time)
-sys.path.insert(0, str(ROOT))  # shared/ and harness/, as in the repository
-
-from gradio_client import handle_file  # noqa: E402
-from space_bench import Report, weights_env  # noqa: E402
-
-from harness.drawings import drawing  # noqa: E402
-from harness.spaces import client, editor_value, serve, worker_lives  # noqa: E402
 
 SPACES = ROOT / "spaces"
 PLAYGROUND = SPACES / "playground" / "app.py"
@@ -106,7 +103,7 @@ def faces_requests(tmp: Path):
 
 
 # Space -> (its models with the shape untrained weights get, the request factory)
-LOADED = {
+SPACE_LOADS = {
     "digits": ({"mnist-cnn": {}, "mnist-mlp": {}, "mnist-logistic": {}}, digits_requests),
     "cifar10": ({"cifar10-resnet9": dict(width=16), "cifar10-cnn": dict(width=16), "cifar10-mlp": {},
                  "image-folder": dict(width=16, image_size=64, class_names=["airplane", "cat", "dog"])},
@@ -116,7 +113,7 @@ LOADED = {
 
 
 def space_load(name: str, args, tmp: Path) -> None:
-    models, factory = LOADED[name]
+    models, factory = SPACE_LOADS[name]
     app = SPACES / name / "app.py"
     work = tmp / name
     env, origin = weights_env(app, models, args.random_weights, work / "weights")
@@ -286,13 +283,13 @@ def main() -> None:
     p.add_argument("--data-dir", help="MNIST for the playground's runs (default: the smoke profile's data)")
     args = p.parse_args()
     wanted = args.only.split(",")
-    unknown = set(wanted) - {*LOADED, "playground"}
+    unknown = set(wanted) - {*SPACE_LOADS, "playground"}
     if unknown:
         raise SystemExit(f"--only: unknown Space {', '.join(sorted(unknown))}")
     with tempfile.TemporaryDirectory(prefix="bench-spaces-load-") as tmp:  # weights, uploads, downloads
         for name in wanted:
             print(f"== {name}", flush=True)
-            if name in LOADED:
+            if name in SPACE_LOADS:
                 space_load(name, args, Path(tmp))
             else:
                 playground_load(args, Path(tmp))

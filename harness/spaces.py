@@ -140,7 +140,7 @@ def isolated_python(folder: Path) -> str:
 
     A venv (no pip) whose only link to the project venv is a .pth line naming its site-packages:
     .pth files inside that folder (the editable install of this repository) are not processed,
-    so `import shared` works only from a folder the app puts on sys.path itself.
+    so `import shared` works only from the app's own folder (a script's folder leads its import path).
     """
     import sysconfig
 
@@ -154,8 +154,9 @@ def isolated_python(folder: Path) -> str:
 def staged_space(space: str, env: dict, tmp_path: Path, weights_org: str | None = None):
     """Stage spaces/<space> as a deploy would (app + a copy of shared/) and serve it from another
     folder, with a Python that cannot import this checkout and nothing inherited from our environment."""
-    sys.path.insert(0, str(ROOT / "spaces"))
-    import deploy
+    from spaces import (
+        deploy,  # spaces/deploy.py, with the repository root on the import path (pytest's)
+    )
 
     staged = deploy.stage(space, tmp_path / "space", weights_org)
     python = isolated_python(tmp_path / "venv")

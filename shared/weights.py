@@ -62,7 +62,7 @@ class Loaded(NamedTuple):
     source: Source
     metrics: dict    # the checkpoint's metrics.json ({} when it has none)
 
-    def describe(self, metric: str, template: str) -> str:
+    def caption(self, metric: str, template: str) -> str:
         """For a page: where the weights come from (a Hub repo, or "a local checkpoint": a Space
         shows no server path) and, when the checkpoint recorded it, `template` filled with `metric`."""
         where = str(self.source) if self.source.kind == "hub" else "a local checkpoint"

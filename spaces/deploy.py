@@ -8,8 +8,9 @@
     python spaces/deploy.py publish your-org [--checkpoints checkpoints] [--private]  # = make publish HF_ORG=...
 
 A staged folder is what a Space repo holds: the app folder (app.py, README.md with the Spaces
-front matter, requirements.txt) plus a copy of the `shared/` package next to app.py, which the
-app puts first on its import path. A Space that imports more of the project says so with a line
+front matter, requirements.txt) plus a copy of the `shared/` package next to app.py, which
+Python finds first, since a script's own folder leads its import path (in a clone, `make setup`
+installs the project instead). A Space that imports more of the project says so with a line
 `# vendor: training` in its requirements.txt (the playground trains with `training/`), and
 that package is copied next to app.py too. Every `name==version` pin of the staged
 requirements.txt is the version installed where `stage` runs (torch keeps its `+cpu` build),
@@ -228,7 +229,6 @@ def publish(org: str, checkpoints: Path, private: bool | None = None, read_token
 
     With `private`, the model repos are private, so every Space needs `read_token` for its
     HF_TOKEN secret: without one, nothing is pushed."""
-    sys.path.insert(0, str(ROOT))
     from training.hub import check_can_publish
     from training.hub import publish as push_checkpoint
 

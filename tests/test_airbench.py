@@ -2,24 +2,26 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import train
+from conftest import run_training, train
 
 from shared.models import MODELS, build_model
 from shared.models.airbench import whitening_weights
-from training.cifar10 import synthetic_cifar
-from training.lessons.cifar10_airbench import (
-    Config,
-    MultiCrop,
-    epoch_images,
-    initialise,
-    optimizer_for,
-    triangle,
-)
+from training.augment import EpochDraw, MultiCrop, cutout
+from training.cifar10_data import synthetic_cifar
+from training.lessons.cifar10_airbench import Config, lr_factor, network, optimizer_for
+from training.muon import Muon
+
+
+def epoch_images(data, epoch: int, cfg: Config) -> torch.Tensor:
+    """The whole training set as one epoch's batches see it (no preprocessing)."""
+    draw = EpochDraw.draw(len(data), epoch, cfg.seed, cfg.flip, cfg.translate, cfg.cutout)
+    return draw.apply(data.inputs, torch.arange(len(data)), lambda images: images)
 
 
 def test_whitening_filters_give_the_patches_unit_covariance():
@@ -36,7 +38,7 @@ def test_whitening_filters_give_the_patches_unit_covariance():
 def test_alternating_flip_mirrors_each_image_every_other_epoch():
     cfg = Config(translate=0)
     data = synthetic_cifar(200, seed=3)
-    first, second, third = (epoch_images(data, epoch, cfg).inputs for epoch in (1, 2, 3))
+    first, second, third = (epoch_images(data, epoch, cfg) for epoch in (1, 2, 3))
     flipped = (first != data.inputs).flatten(1).any(1)
     assert 60 < flipped.sum() < 140  # about half, at random
     torch.testing.assert_close(first[flipped], data.inputs[flipped].flip(3))
@@ -44,12 +46,26 @@ def test_alternating_flip_mirrors_each_image_every_other_epoch():
     torch.testing.assert_close(second[flipped], data.inputs[flipped])
     torch.testing.assert_close(third, first)
     # the same on a second call (a resumed run) and for another process
-    torch.testing.assert_close(epoch_images(data, 2, cfg).inputs, second)
+    torch.testing.assert_close(epoch_images(data, 2, cfg), second)
+    # a batch of any images is augmented as they are in the whole epoch's
+    index = torch.tensor([7, 3, 150, 3])
+    draw = EpochDraw.draw(len(data), 2, cfg.seed, cfg.flip, cfg.translate)
+    torch.testing.assert_close(draw.apply(data.inputs, index, lambda images: images), second[index])
+
+
+def test_cutout_blanks_one_square_of_the_given_side_in_each_image():
+    images = torch.ones(3, 2, 8, 8)
+    corners = torch.tensor([[0, 0], [5, 2], [3, 5]])
+    blanked = cutout(images, corners, 3)
+    for image, (y, x) in zip(blanked, corners.tolist(), strict=True):
+        assert (image == 0).all(0).sum() == 9 and (image[:, y:y + 3, x:x + 3] == 0).all()
+    draw = EpochDraw.draw(100, 1, 0, "none", 0, cutout=12)
+    assert draw.corners.min() >= 0 and draw.corners.max() <= 32 - 12
 
 
 def test_translate_shifts_by_at_most_the_setting():
     data = synthetic_cifar(50, seed=4)
-    shifted = epoch_images(data, 1, Config(flip="none", translate=2)).inputs
+    shifted = epoch_images(data, 1, Config(flip="none", translate=2))
     padded = F.pad(data.inputs.float(), (2, 2, 2, 2), mode="reflect")
     for image, original in zip(shifted.float(), padded, strict=True):
         assert any(torch.equal(image, original[:, 2 + dy:34 + dy, 2 + dx:34 + dx])
@@ -70,31 +86,65 @@ def test_multi_crop_averages_mirror_and_one_pixel_shifts():
 
 
 def test_identity_init_passes_the_input_through_and_frozen_parts_get_no_gradient():
-    model = build_model("cifar10-airbench", widths=[32, 32, 32])
-    initialise(model, synthetic_cifar(100, seed=5), Config())
+    model = network([32, 32, 32], 2, synthetic_cifar(100, seed=5), Config())
     conv = model.features[2][4]  # the second 3x3 convolution of the second block: 32 -> 32
     x = torch.randn(2, 32, 7, 7)
     torch.testing.assert_close(conv(x), x)
     assert not model.whiten.weight.requires_grad and model.whiten.bias.requires_grad
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert all(not m.weight.requires_grad and m.bias.requires_grad for m in norms)
-    groups = optimizer_for(model, Config()).param_groups
-    assert [len(g["params"]) for g in groups] == [1, len(norms), 7]  # 6 convolutions and the linear layer
+    sgd, muon = optimizer_for(model, Config())
+    groups = sgd.param_groups
+    assert muon is None and [len(g["params"]) for g in groups] == [1, len(norms), 7]  # 6 convolutions and the linear layer
     assert groups[1]["lr"] == pytest.approx(64 * groups[2]["lr"])
     # the step's weight decay (lr * weight_decay) is the same in every group
     assert len({round(g["lr"] * g["weight_decay"], 12) for g in groups}) == 1
+    # Muon takes the six 3x3 filter banks; SGD keeps the whitening bias, the norm biases and the head
+    sgd, muon = optimizer_for(model, Config(optimizer="muon"))
+    assert isinstance(muon, Muon) and [p.shape[2:] for p in muon.param_groups[0]["params"]] == [(3, 3)] * 6
+    assert [len(g["params"]) for g in sgd.param_groups] == [1, len(norms), 1]
 
 
-def test_triangle_schedule_peaks_at_23_percent():
-    rates = [triangle(step, 100) for step in range(101)]
+def test_learning_rate_schedule_shapes():
+    rates = [lr_factor(step, 100, Config()) for step in range(101)]  # airbench94's triangle
     assert rates[0] == pytest.approx(0.2) and max(rates) == pytest.approx(1, abs=0.01)
     assert rates.index(max(rates)) in (23, 24) and rates[100] == pytest.approx(0.07)
+    rates = [lr_factor(step, 100, Config(warmup=0, lr_end=0)) for step in range(101)]  # airbench94_muon's
+    assert rates[0] == 1 and rates[50] == pytest.approx(0.5) and rates[100] == 0
+    rates = [lr_factor(step, 100, Config(warmup=0.1, lr_end=0)) for step in range(101)]  # airbench96's
+    assert rates.index(max(rates)) == 10 and rates[100] == 0
+
+
+def test_the_residual_block_and_old_checkpoints_load_strictly(tmp_path):
+    deep = build_model("cifar10-airbench", widths=[8, 16, 16], block_depth=3)
+    assert deep(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    assert sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in deep.modules()) == 9
+    deep.save_pretrained(tmp_path / "deep")
+    MODELS["cifar10-airbench"].from_pretrained(tmp_path / "deep")  # strict
+    # A checkpoint written before block_depth existed has no such key: it loads as the 2-deep network.
+    shallow = build_model("cifar10-airbench", widths=[8, 16, 16])
+    shallow.save_pretrained(tmp_path / "old")
+    config = json.loads((tmp_path / "old" / "config.json").read_text())
+    (tmp_path / "old" / "config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "block_depth"}))
+    loaded = MODELS["cifar10-airbench"].from_pretrained(tmp_path / "old")
+    # the keys of every checkpoint published so far: per block, conv 0, norm 2, conv 4, norm 5
+    norm = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    published = ["features.0.weight", "features.0.bias",
+                 *(key for block in (2, 3, 4) for key in [f"features.{block}.0.weight",
+                                                          *(f"features.{block}.2.{n}" for n in norm),
+                                                          f"features.{block}.4.weight",
+                                                          *(f"features.{block}.5.{n}" for n in norm)]),
+                 "classifier.2.weight"]
+    assert list(loaded.state_dict()) == list(shallow.state_dict()) == published
 
 
 @pytest.mark.parametrize("options", [
     [],
     ["--whiten=false", "--identity_init=false", "--frozen_norm_scale=false", "--lookahead=false",
      "--flip=random", "--translate=0", "--tta=0", "--label_smoothing=0"],
+    # airbench94_muon's recipe with airbench96's network, augmentation and proxy selection
+    ["--optimizer=muon", "--lookahead=false", "--warmup=0", "--lr_end=0", "--block_depth=3", "--translate=4",
+     "--cutout=12", "--proxy_keep=0.5"],
 ])
 def test_smoke_run_with_every_method_on_and_off(options, tmp_path):
     metrics = train("cifar10-airbench", tmp_path, *options)
@@ -108,3 +158,46 @@ def test_smoke_run_with_every_method_on_and_off(options, tmp_path):
         slow = MODELS["cifar10-airbench"].from_pretrained(folder / "slow")
         for a, b in zip(model.state_dict().values(), slow.state_dict().values(), strict=True):
             torch.testing.assert_close(a, b)
+
+
+def test_the_proxy_picks_the_batch_share_it_finds_hardest_and_learns_every_fourth_batch(tmp_path):
+    from training.cli import make_run
+    from training.lessons.cifar10_airbench import scheduled
+    from training.proxy import HardestShare
+
+    _, run = make_run("cifar10-airbench", ["--proxy_keep=0.25"], profile="smoke", data_dir=tmp_path, out_dir=tmp_path)
+    cfg, data = run.config, synthetic_cifar(64, seed=6)
+    proxy = network(cfg.proxy_widths, 2, data, cfg)
+    optimizer, _ = optimizer_for(proxy, cfg, trained=16)
+    hardest = HardestShare(run, *run.prepare(proxy=proxy, proxy_optimizer=optimizer,
+                                             proxy_scheduler=scheduled(optimizer, 8, 8, cfg)),
+                           keep=cfg.proxy_keep, label_smoothing=cfg.label_smoothing)
+    images = torch.randn(64, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    for step in range(2):
+        run.progress.global_step = step
+        before = [p.detach().clone() for p in proxy.parameters()]
+        with torch.no_grad():  # the ranking it should make, with batchnorm on this batch's statistics
+            losses = F.cross_entropy(copy.deepcopy(proxy).train()(images), data.labels, reduction="none",
+                                     label_smoothing=cfg.label_smoothing)
+        chosen, labels = hardest(images, data.labels)
+        expected = losses.topk(16).indices
+        torch.testing.assert_close(chosen, images[expected])
+        torch.testing.assert_close(labels, data.labels[expected])
+        moved = any(not torch.equal(a, b) for a, b in zip(before, proxy.parameters(), strict=True))
+        assert moved == (step == 0)  # a backward pass on batch 0 (and 4, 8, ...) only
+
+
+def test_muon_and_the_proxy_resume_to_the_same_bits(tmp_path):
+    from test_resume import assert_same_weights, kill_after_epochs
+
+    args = ["--optimizer=muon", "--proxy_keep=0.5", "--block_depth=3", "--cutout=8", "--epochs=3"]
+    metrics = kill_after_epochs("cifar10-airbench", tmp_path / "killed", 1, *args)
+    assert metrics["complete"] is False
+    history = json.loads((tmp_path / "killed" / "cifar10-airbench" / "history.json").read_text())
+    run_training("cifar10-airbench", "--profile", "smoke", "--out-dir", str(tmp_path / "killed"), "--resume", *args)
+    train("cifar10-airbench", tmp_path / "straight", *args)
+    for sub in ("", "proxy"):
+        assert_same_weights(tmp_path / "straight" / "cifar10-airbench" / sub, tmp_path / "killed" / "cifar10-airbench" / sub)
+    resumed = json.loads((tmp_path / "killed" / "cifar10-airbench" / "metrics.json").read_text())
+    # the first session's time is kept: the wall clock goes on from its last epoch's
+    assert resumed["wall_seconds"] > history[-1]["wall_seconds"] and resumed["wall_seconds"] >= resumed["train_seconds"]

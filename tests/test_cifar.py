@@ -12,11 +12,11 @@ import torchvision.transforms.functional as TF
 from conftest import find_datasets
 from PIL import Image
 
-from shared.models.cifar import CLASSES
+from shared.models.cifar10 import CLASSES
 from shared.preprocessing import CIFAR_MEAN, normalize_cifar
-from training import cifar10
+from training import cifar10_data
 from training.augment import crop_flip, random_crop_flip
-from training.cifar10 import load_cifar10
+from training.cifar10_data import load_cifar10
 from training.cli import main
 from training.data import DataNotFound
 
@@ -58,7 +58,7 @@ def test_image_folder_is_decoded_once_then_read_from_the_cache(tmp_path, cache, 
     def no_decoding(paths):
         raise AssertionError("decoded again although cached")
 
-    monkeypatch.setattr(cifar10, "decode_images", no_decoding)
+    monkeypatch.setattr(cifar10_data, "decode_images", no_decoding)
     again, _ = load_cifar10(tmp_path / "data", download=False)
     assert torch.equal(again.inputs, train.inputs) and torch.equal(again.labels, train.labels)
     # A changed folder is a different dataset: decoded afresh, not served stale from the cache.
@@ -75,7 +75,7 @@ def test_missing_data_says_where_what_and_which_option(tmp_path, cache, monkeypa
     assert "cifar10/train/<class>" in message and "cifar-10-batches-py" in message and "--data-dir" in message
 
     # The command line checks the download before any lesson trains (a HEAD request, here refused).
-    monkeypatch.setattr(cifar10, "unreachable", lambda url: "OSError: no network")
+    monkeypatch.setattr(cifar10_data, "unreachable", lambda url: "OSError: no network")
     with pytest.raises(SystemExit) as exit_:
         main(["cifar10-mlp", "--data-dir", str(tmp_path / "empty"), "--out-dir", str(tmp_path / "out")])
     assert exit_.value.code == 2

@@ -8,10 +8,9 @@ import re
 import pytest
 from conftest import run_training, train
 
-from training import LESSONS
 from training.cli import lesson_module
 from training.config import ConfigError, make_config
-from training.lessons import mnist_mlp
+from training.lessons import LESSONS, mnist_mlp
 from training.report import human
 
 
@@ -20,6 +19,25 @@ def test_help_lists_lessons_and_the_lessons_settings():
     for text in ("linear-regression", "mnist-logistic", "--profile", "--data-dir", "--resume",
                  "--push-to-hub", "--mixed-precision", "--tracker", "--max_lr=", "smoke="):
         assert text in out
+
+
+def test_importing_training_leaves_openmp_alone_and_the_command_line_makes_its_threads_sleep():
+    """OMP_WAIT_POLICY=PASSIVE is the training process's (training.sleeping_openmp_waits), set by
+    `python -m training` before torch loads, not by an import (a Space, a notebook, the tests)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    imported = "import os, training, training.cli, training.run; print(os.environ.get('OMP_WAIT_POLICY'))"
+    out = subprocess.run([sys.executable, "-c", imported], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"
+    entry = ("import atexit, os, runpy, sys; sys.argv = ['training', '--help']; "
+             "atexit.register(lambda: print('policy', os.environ.get('OMP_WAIT_POLICY'))); "
+             "runpy.run_module('training', run_name='__main__')")
+    out = subprocess.run([sys.executable, "-c", entry], env=env, capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: python -m training" in out.stdout, out.stderr
+    assert out.stdout.strip().endswith("policy PASSIVE")
 
 
 def test_profiles_are_settings_that_help_shows_and_overrides_change():
@@ -201,11 +219,11 @@ def test_impossible_settings_are_refused_before_any_data_is_read(tmp_path, capsy
 def test_all_checks_each_lessons_data_in_the_torchvision_layout_before_training(tmp_path, monkeypatch):
     """A data folder with CIFAR-10 as torchvision's batches (made tiny: only the layout is checked
     up front) satisfies the CIFAR-10 lessons and image-folder, which takes its example from it."""
-    from training import mnist
+    from training import mnist_data
     from training.cli import check_data, parser
     from training.data import DataNotFound
 
-    monkeypatch.setattr(mnist, "unreachable", lambda url: "URLError: offline")
+    monkeypatch.setattr(mnist_data, "unreachable", lambda url: "URLError: offline")
     data = tmp_path / "data"
     (data / "cifar-10-batches-py").mkdir(parents=True)
     for name in ("data_batch_1", "test_batch", "batches.meta"):
@@ -221,9 +239,9 @@ def test_all_checks_each_lessons_data_in_the_torchvision_layout_before_training(
 def test_image_folder_takes_its_course_example_from_cifar10_tensors():
     import torch
 
-    from training.cifar10 import CLASSES
+    from training.cifar10_data import CLASSES
     from training.data import TensorData
-    from training.image_folder import course_example
+    from training.folder_data import course_example
 
     labels = torch.arange(200) % 10
     images = (labels * 25).to(torch.uint8).view(-1, 1, 1, 1).expand(-1, 3, 32, 32).contiguous()

@@ -11,9 +11,7 @@ from huggingface_hub import metadata_load
 
 from harness.drawings import drawing
 from harness.spaces import ROOT, client, editor_value, random_weights, staged_space
-
-sys.path.insert(0, str(ROOT / "spaces"))
-import deploy  # noqa: E402
+from spaces import deploy
 
 SPACES = deploy.list_spaces()
 

@@ -25,8 +25,9 @@ from conftest import ROOT, train
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
 from PIL import Image
 
-from training import LESSONS, hub
-from training.anime_faces import HUB_DATASET, HUB_FILE, HUB_REVISION, synthetic_faces
+from training import hub
+from training.anime_faces_data import HUB_DATASET, HUB_FILE, HUB_REVISION, synthetic_faces
+from training.lessons import LESSONS
 
 TOKEN = "hf_FAKEtoken1234567890abcdefghij"
 
@@ -269,7 +270,7 @@ def write_cifar_folder(root: Path, suffix: str, per_class: int = 3) -> Path:
     """root/cifar10/{train,test}/<class>/NNNN.<suffix>: 32x32 pictures in one format."""
     import numpy as np
 
-    from shared.models.cifar import CLASSES
+    from shared.models.cifar10 import CLASSES
 
     rng = np.random.default_rng(0)
     for split in ("train", "test"):
@@ -288,7 +289,7 @@ def test_cifar10_results_say_which_copy_they_were_measured_on(suffix, tmp_path, 
     card says so and the metadata claims no result on uoft-cs/cifar10's pixels."""
     from huggingface_hub import ModelCard
 
-    from training.cifar10 import cifar10_copy
+    from training.cifar10_data import cifar10_copy
 
     monkeypatch.setenv("ZTG_CACHE_DIR", str(tmp_path / "cache"))
     data = write_cifar_folder(tmp_path / "data", suffix)
@@ -310,7 +311,7 @@ def test_cifar10_results_say_which_copy_they_were_measured_on(suffix, tmp_path, 
 
 
 def test_cifar10_copy_names_torchvision_batches_as_the_original(tmp_path):
-    from training.cifar10 import cifar10_copy
+    from training.cifar10_data import cifar10_copy
 
     (tmp_path / "cifar-10-batches-py").mkdir()
     assert cifar10_copy(tmp_path) == ("torchvision's original batches (cifar-10-batches-py)", True)
@@ -421,7 +422,7 @@ def test_anime_faces_come_from_the_hub_cache_offline(tmp_path):
 import contextlib, json, sys
 from pathlib import Path
 from types import SimpleNamespace
-from training.anime_faces import anime_faces, data_problem
+from training.anime_faces_data import anime_faces, data_problem
 run = SimpleNamespace(config=SimpleNamespace(synthetic_data=False), data_dir=Path(sys.argv[1]), task={},
                       accelerator=SimpleNamespace(local_main_process_first=contextlib.nullcontext),
                       to_device=lambda data: data)
@@ -444,7 +445,7 @@ print(json.dumps({"problem": data_problem(Path(sys.argv[1])), "shape": list(data
 def test_the_data_dir_comes_before_the_hub_and_a_miss_names_all_three(tmp_path, monkeypatch):
     import huggingface_hub.constants
 
-    from training.anime_faces import DataNotFound, data_problem, find_anime_faces
+    from training.anime_faces_data import DataNotFound, data_problem, find_anime_faces
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
@@ -466,13 +467,13 @@ def test_the_data_dir_comes_before_the_hub_and_a_miss_names_all_three(tmp_path, 
 def test_all_checks_every_dataset_before_training(tmp_path, monkeypatch, capsys):
     import huggingface_hub.constants
 
-    from training import cifar10, mnist, tabular
+    from training import cifar10_data, insurance_data, mnist_data
     from training.cli import check_data, main, parser
 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
     monkeypatch.setitem(sys.modules, "kagglehub", None)
-    for module in (mnist, cifar10, tabular):  # as on a machine without a network
+    for module in (mnist_data, cifar10_data, insurance_data):  # as on a machine without a network
         monkeypatch.setattr(module, "unreachable", lambda url: "URLError: offline")
     with pytest.raises(SystemExit) as exit_:
         main(["all", "--data-dir", str(tmp_path / "data"), "--out-dir", str(tmp_path / "out")])

@@ -12,8 +12,8 @@ from conftest import run_training, train
 from PIL import Image
 
 from shared.models import MODELS
-from training import image_folder
-from training.image_folder import BadDataset, channel_stats, decode, load_folder
+from training import folder_data
+from training.folder_data import BadDataset, channel_stats, decode, load_folder
 
 CLASSES = ("circle", "square", "stripes")
 # Odd sizes and every kind of file a folder of pictures gathered from anywhere holds.
@@ -93,7 +93,7 @@ def test_a_folder_of_mixed_images_trains_end_to_end_and_names_what_it_skipped(tm
     def no_decoding(path, size):
         raise AssertionError("decoded again although cached")
 
-    monkeypatch.setattr(image_folder, "decode", no_decoding)
+    monkeypatch.setattr(folder_data, "decode", no_decoding)
     again = load_folder(folder, [], 24, 0.1, 0.1, seed=0)
     assert len(again.skipped) == 2 and len(again.train) == 36
 

@@ -11,7 +11,7 @@ from conftest import find_datasets, train
 from shared.models import MODELS
 from shared.models.tabular import INSURANCE_FEATURES, encode
 from training.data import DataNotFound
-from training.tabular import COLUMNS, customize, load_insurance, synthetic_rows
+from training.insurance_data import COLUMNS, customize, load_insurance, synthetic_rows
 
 
 def numbered_rows(n: int = 200) -> list[dict]:

@@ -124,7 +124,7 @@ def fake_cifar10(root: Path, per_class: int) -> Path:
     """The fast.ai layout with a few generated 32x32 pictures per class and split."""
     from PIL import Image
 
-    from shared.models.cifar import CLASSES
+    from shared.models.cifar10 import CLASSES
 
     for split, count in (("train", per_class), ("test", 2)):
         for label, name in enumerate(CLASSES):

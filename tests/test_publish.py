@@ -4,7 +4,6 @@ Spaces serving an org's repos from a pre-filled Hugging Face cache with HF_HUB_O
 from __future__ import annotations
 
 import shutil
-import sys
 import urllib.request
 from pathlib import Path
 from unittest import mock
@@ -16,9 +15,7 @@ from huggingface_hub import CommitOperationDelete, HfApi, metadata_load
 
 from harness.drawings import drawing
 from harness.spaces import ROOT, client, editor_value, staged_space
-
-sys.path.insert(0, str(ROOT / "spaces"))
-import deploy  # noqa: E402
+from spaces import deploy
 
 SPACES = {"digits": ["mnist-cnn", "mnist-mlp", "mnist-logistic"],
           "cifar10": ["cifar10-airbench", "cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"],

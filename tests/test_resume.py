@@ -273,3 +273,30 @@ def test_a_run_in_a_thread_reports_progress_and_stops_on_request(tmp_path):
     assert all("train_loss" in row and row["samples_per_second"] > 0 for row in steps)
     metrics = json.loads((tmp_path / "mnist-logistic" / "metrics.json").read_text())
     assert metrics["complete"] is False and metrics["epochs_completed"] < 40
+
+
+def test_a_checkpoint_is_written_where_the_lesson_calls_save_checkpoint(tmp_path):
+    """end_epoch writes nothing; save_checkpoint writes what --resume reads; an epoch that ends
+    without it stops the loop with a message; prepare refuses what is no model, optimizer or LR
+    scheduler instead of keeping it as a scheduler."""
+    from shared.models import build_model
+    from training import checkpoint
+    from training.cli import make_run
+    from training.data import TensorData
+
+    _, run = make_run("mnist-logistic", ["--epochs=2"], profile="smoke", data_dir=tmp_path, out_dir=tmp_path)
+    model = build_model("mnist-logistic")
+    with pytest.raises(TypeError, match=r"run.prepare\(schedule=...\) got a function"):
+        run.prepare(model=model, schedule=lambda step: 1.0)
+    model = run.prepare(model=model)
+    data = TensorData(torch.zeros(8, 28, 28), torch.zeros(8, dtype=torch.long))
+    with pytest.raises(RuntimeError, match=r"epoch 2 did not end with run.end_epoch\(...\) and run.save_checkpoint"):
+        for epoch in run.epochs():
+            for inputs, _ in run.batches(data, 4):
+                run.log_step(loss=model(inputs.flatten(1)).sum())
+            run.end_epoch()
+            assert not (tmp_path / "mnist-logistic").exists() or epoch == 2
+            if epoch == 1:
+                run.save_checkpoint()
+                assert checkpoint.load(tmp_path / "mnist-logistic").progress.epoch == 1
+    assert checkpoint.load(tmp_path / "mnist-logistic").progress.epoch == 1  # epoch 2 was never written

@@ -82,11 +82,11 @@ def photo(size=(640, 480)) -> Image.Image:
 
 
 def test_all_models_load_and_the_most_accurate_is_the_default(app):
-    assert set(app.MODELS) == {*MODEL_NAMES, "image-folder"} and not app.MISSING
+    assert set(app.LOADED) == {*MODEL_NAMES, "image-folder"} and not app.MISSING
     # None of these checkpoints records an accuracy: the order of the picker decides.
     assert app.MODEL_NAMES[0] == app.DEFAULT == "cifar10-airbench"
     recorded = {"cifar10-airbench": 91.2, "cifar10-resnet9": 93.0, "cifar10-cnn": 75.0, "image-folder": 99.0}
-    loaded = {name: model._replace(metrics={"test_accuracy": recorded.get(name)}) for name, model in app.MODELS.items()}
+    loaded = {name: model._replace(metrics={"test_accuracy": recorded.get(name)}) for name, model in app.LOADED.items()}
     assert app.best_model(loaded) == "cifar10-resnet9"  # image-folder's classes are not CIFAR-10's
     assert app.best_model({"image-folder": loaded["image-folder"]}) == "image-folder"
 
@@ -95,7 +95,7 @@ def test_all_models_load_and_the_most_accurate_is_the_default(app):
 
 
 def test_an_image_folder_checkpoint_is_served_with_its_classes_and_size(app, own_checkpoint):
-    expects = app.inputs_of(app.MODELS["image-folder"].model)
+    expects = app.inputs_of(app.LOADED["image-folder"].model)
     assert expects.class_names == list(SHAPES) and expects.image_size == 24
     config = json.loads((own_checkpoint / "config.json").read_text())
     assert (expects.mean, expects.std) == (config["mean"], config["std"])
@@ -114,13 +114,13 @@ def test_the_model_input_is_what_image_folder_training_decodes(app, own_checkpoi
     """The Space's input for an upload equals training's own decoding of that file, normalised the
     same way: the prediction is the model's on the training pipeline's tensor."""
     from shared.preprocessing import normalize_images
-    from training.image_folder import decode
+    from training.folder_data import decode
 
     path = own_checkpoint.parents[1] / "shapes" / "circle" / "003.png"  # 41x45 greyscale
     _, pixels = app.model_input(app.open_image(str(path)), 24)
     reference, _ = decode(path, 24)
     assert torch.equal(pixels[0], torch.from_numpy(np.array(reference)).permute(2, 0, 1))
-    model = app.MODELS["image-folder"].model
+    model = app.LOADED["image-folder"].model
     logits, heat = app.saliency(model, normalize_images(pixels, model.mean, model.std))
     torch.testing.assert_close(logits, model(normalize_images(pixels, model.mean, model.std))[0].detach())
     assert heat.shape == (24, 24) and heat.max() == 1  # Grad-CAM on the ResNet9's features
@@ -343,7 +343,7 @@ def test_a_space_serving_only_a_learners_model_opens_on_it(own_checkpoint, tmp_p
     env = {"ZTG_WEIGHTS_IMAGE_FOLDER": str(own_checkpoint),
            **{f"ZTG_WEIGHTS_{name.upper().replace('-', '_')}": str(tmp_path / "none") for name in MODEL_NAMES}}
     app = import_app(APP, env)
-    assert set(app.MODELS) == {"image-folder"} and app.DEFAULT == "image-folder"
+    assert set(app.LOADED) == {"image-folder"} and app.DEFAULT == "image-folder"
     assert "circle, square or stripes" in app.classify(None, app.DEFAULT)[3]
     assert "CIFAR-10" not in app.introduction() and "knows 3 classes" in app.introduction()
 

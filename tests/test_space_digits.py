@@ -62,7 +62,7 @@ def trained(weights):
 
 
 def test_all_models_load_and_the_cnn_is_the_default(app):
-    assert set(app.MODELS) == {"mnist-cnn", "mnist-mlp", "mnist-logistic"} and not app.MISSING
+    assert set(app.LOADED) == {"mnist-cnn", "mnist-mlp", "mnist-logistic"} and not app.MISSING
     assert app.MODEL_NAMES[0] == "mnist-cnn"
 
 

@@ -67,7 +67,7 @@ def unzip(path) -> dict[str, bytes]:
 
 
 def test_both_generators_load_with_their_timelines(app):
-    assert set(app.MODELS) == {"anime-dcgan", "mnist-gan"} and not app.MISSING
+    assert set(app.LOADED) == {"anime-dcgan", "mnist-gan"} and not app.MISSING
     assert app.MODEL_NAMES[0] == "anime-dcgan"
     assert {name: list(grids) for name, grids in app.TIMELINES.items()} == {"anime-dcgan": [0, 1, 2], "mnist-gan": [0, 1, 2]}
 
@@ -181,7 +181,7 @@ def test_bad_inputs_raise_friendly_errors(app, call, expected):
 
 def test_a_missing_generator_is_reported_and_the_other_keeps_working(weights, tmp_path):
     app = import_app(APP, {**weights, "ZTG_WEIGHTS_MNIST_GAN": str(tmp_path / "nowhere")})
-    assert set(app.MODELS) == {"anime-dcgan"} and "ZTG_WEIGHTS_MNIST_GAN" in app.MISSING["mnist-gan"]
+    assert set(app.LOADED) == {"anime-dcgan"} and "ZTG_WEIGHTS_MNIST_GAN" in app.MISSING["mnist-gan"]
     picture, archive, message = app.faces("mnist-gan", 1, 4)
     assert picture is None and archive is None and "mnist-gan is not available" in message
     assert app.faces("anime-dcgan", 1, 4)[0] is not None

@@ -16,7 +16,6 @@ import json
 import os
 import re
 import signal
-import sys
 import threading
 import time
 import urllib.error
@@ -454,6 +453,7 @@ def test_progress_rows_come_by_the_clock_not_the_batch_count(tmp_path):
             time.sleep(0.4)  # a slow batch
             run.log_step(loss=model(inputs).sum())
         run.end_epoch()
+        run.save_checkpoint()
     times = [start] + [at for at, _ in rows]
     assert [row["kind"] for _, row in rows].count("step") >= 2
     assert max(b - a for a, b in zip(times, times[1:], strict=False)) <= 2.0
@@ -741,8 +741,7 @@ def test_a_stopped_run_is_pushed_with_the_visitors_token_and_the_token_goes_nowh
 
 
 def test_stage_vendors_the_training_package(tmp_path):
-    sys.path.insert(0, str(ROOT / "spaces"))
-    import deploy
+    from spaces import deploy
 
     assert deploy.vendored("playground") == ["shared", "training"] and deploy.vendored("digits") == ["shared"]
     staged = deploy.stage("playground", tmp_path / "playground")

@@ -34,41 +34,40 @@ shortest example):
    - `for epoch in run.epochs():` then `for inputs, labels in run.batches(data, batch_size):`
      a step: forward, `run.accelerator.backward(loss)`, `optimizer.step()`, and
      `run.log_step(loss=loss)`; `run.global_step` counts batches over the whole run;
-   - `run.end_epoch(val_accuracy=...)`: averages, prints, checkpoints (see training/run.py
-     for everything `batches` and `end_epoch` do besides: NaN checks, stop on a signal);
-   - `run.add_file(name, figure)` for pictures; `return run.finish(test_accuracy=...)`.
-4. Register the lesson's name in `LESSONS` below and its model in `shared/models/`; the
-   smoke sweep in tests/test_lessons.py then runs it.
+   - `run.end_epoch(val_accuracy=...)`: averages, prints; then `run.save_checkpoint()`, the
+     write a resumed run starts from, where a stop request is honoured too (see training/run.py
+     for everything `batches` and `end_epoch` do besides: NaN checks, the save a stop makes);
+   - `run.add_file(name, figure)` for pictures (the next write holds them; a GAN's grid after
+     each epoch under `shared.models.gan.sample_grid(epoch)`, where the faces Space finds it);
+     `return run.finish(test_accuracy=...)`, which writes the final checkpoint.
+4. Register it: one line in `LESSONS` (training/lessons/__init__.py), its name and module.
+   The command line, `all` (its data check first, then the lesson in course order, then the
+   results page) and the smoke sweep in tests/test_lessons.py find it there; a new
+   architecture is registered in `shared/models/`, where the Spaces find it too.
 5. Optionally `PLAYGROUND = PlaygroundSettings(...)` (training/playground.py): what a visitor
    of the playground Space may change, within what bounds, and the picture after each epoch;
    a lesson that declares it is on that page.
 
 A checkpoint flows one way: `Run.snapshot()` -> `checkpoint.save` -> folder ->
-`checkpoint.load` -> the next `Run`. Datasets have a module each (`mnist`, `cifar10`,
-`anime_faces`, `image_folder`), augmentation is in `augment`, evaluation in `evaluate`, figures in `plots`,
-GAN noise in `gan` and GAN metrics in `gan_metrics`; what a person following a run reads (number
-formats, time left, the results page) in `report`.
+`checkpoint.load` -> the next `Run`. Each dataset has a module named for it and its layer
+(`mnist_data`, `cifar10_data`, `anime_faces_data`, `insurance_data`, `folder_data`: a
+module's name ends in `_data` where it loads data, as the models in shared/models/ are
+named for their architecture and the lessons for the lesson), augmentation is in `augment`,
+evaluation in `evaluate`, figures in `plots`, GAN noise in `gan` and GAN metrics in
+`gan_metrics`; what a person following a run reads (number formats, time left, the results
+page) in `report`.
 """
 
 import os
 
-# OpenMP threads that spin while they wait for each other burn the cores other processes need,
-# and crawl when those processes take the cores: measured on a shared 2-core machine, ResNet9
-# trained 2-3x faster with sleeping waits. Read once, when torch loads; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-# Lesson name -> module under training/lessons, in course order (`python -m training all`).
-LESSONS: dict[str, str] = {
-    "linear-regression": "linear_regression",
-    "mnist-logistic": "mnist_logistic",
-    "insurance-regression": "insurance_regression",
-    "mnist-mlp": "mnist_mlp",
-    "mnist-cnn": "mnist_cnn",
-    "cifar10-mlp": "cifar10_mlp",
-    "cifar10-cnn": "cifar10_cnn",
-    "cifar10-resnet9": "cifar10_resnet9",
-    "cifar10-airbench": "cifar10_airbench",  # beyond the course: the speedrun methods
-    "mnist-gan": "mnist_gan",
-    "anime-dcgan": "anime_dcgan",
-    "image-folder": "image_folder",  # the course project, last: the lesson 5 recipe on any folder
-}
+def sleeping_openmp_waits() -> None:
+    """Make OpenMP threads sleep, not spin, while they wait: called where a training process
+    starts (`python -m training`, the playground's worker), before torch loads, never on import.
+
+    Spinning threads burn the cores other processes need, and crawl when those processes take
+    the cores: measured on a shared 2-core machine, ResNet9 trained 2-3x faster with sleeping
+    waits. OpenMP reads the setting once, when torch loads it; an explicit setting wins.
+    """
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+

@@ -1,11 +1,20 @@
-"""Augmentation of whole batches on the device: no per-image transform, no DataLoader worker."""
+"""Augmentation of whole batches on the device: no per-image transform, no DataLoader worker.
+
+Besides the random transforms of the lessons, the speedrun's (cifar10-airbench): `EpochDraw`,
+each training image's flip, shift and cutout for one epoch, applied batch by batch; and
+`MultiCrop`, test-time augmentation.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 
 def random_affine(images: torch.Tensor, max_shift: float, max_degrees: float, max_scale: float) -> torch.Tensor:
@@ -58,3 +67,75 @@ def random_crop_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
     shifts = torch.randint(-padding, padding + 1, (b, 2), device=images.device)
     flips = torch.rand(b, device=images.device) < 0.5
     return crop_flip(images, shifts, flips)
+
+
+def cutout(images: torch.Tensor, corners: torch.Tensor, size: int) -> torch.Tensor:
+    """A batch (B, C, H, W) with a size x size square set to 0 in each image, its top-left corner
+    at corners (B, 2) = (y, x). On normalised images 0 is the dataset's mean colour."""
+    h, w = images.shape[-2:]
+    rows = torch.arange(h, device=images.device) - corners[:, :1]      # (B, H): row - corner
+    cols = torch.arange(w, device=images.device) - corners[:, 1:]      # (B, W)
+    inside = ((rows >= 0) & (rows < size))[:, None, :, None] & ((cols >= 0) & (cols < size))[:, None, None, :]
+    return images.masked_fill(inside, 0)
+
+
+@dataclass
+class EpochDraw:
+    """Every training image's augmentation for one epoch, drawn up front from the seed and the epoch
+    (so the same on every process and on --resume) and applied batch by batch by `apply`: no
+    augmented copy of the whole training set is made.
+
+    flip "alternating" is the speedrun's derandomised flip: a fixed random half of the images is
+    mirrored in the odd epochs and the other half in the even ones, so every image is seen both
+    ways every two epochs. shifts are up to `translate` pixels each way (reflected); cutout blanks
+    a `cutout`-sided square at a random place (0: none).
+    """
+
+    flips: torch.Tensor  # (N,) bool
+    shifts: torch.Tensor  # (N, 2) (dy, dx)
+    corners: torch.Tensor | None  # (N, 2) the cutout squares' top-left corners
+    cutout: int
+
+    @classmethod
+    def draw(cls, n: int, epoch: int, seed: int, flip: Literal["alternating", "random", "none"], translate: int,
+             cutout: int = 0, size: int = 32, device: torch.device | str = "cpu") -> EpochDraw:
+        base = torch.Generator().manual_seed(seed)
+        this_epoch = torch.Generator().manual_seed(seed * 100_003 + epoch)
+        if flip == "alternating":
+            flips = (torch.rand(n, generator=base) < 0.5) ^ (epoch % 2 == 0)
+        elif flip == "random":
+            flips = torch.rand(n, generator=this_epoch) < 0.5
+        else:
+            flips = torch.zeros(n, dtype=torch.bool)
+        shifts = torch.randint(-translate, translate + 1, (n, 2), generator=this_epoch)
+        corners = torch.randint(0, size - cutout + 1, (n, 2), generator=this_epoch).to(device) if cutout else None
+        return cls(flips.to(device), shifts.to(device), corners, cutout)
+
+    def apply(self, images: torch.Tensor, index: torch.Tensor,
+              preprocess: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """The augmented, preprocessed batch of images[index]; the cutout comes after `preprocess`
+        (0 there is the mean colour for a normalising one)."""
+        batch = preprocess(crop_flip(images[index], self.shifts[index], self.flips[index]))
+        return batch if self.corners is None else cutout(batch, self.corners[index], self.cutout)
+
+
+class MultiCrop(nn.Module):
+    """Test-time augmentation: the mean logits over the mirror image (level 1) and, at level 2,
+    over copies shifted one pixel up-left and down-right (reflected), weighted half and half."""
+
+    def __init__(self, model: nn.Module, level: int):
+        super().__init__()
+        self.model, self.level = model, level
+
+    def mirrored(self, images):
+        return (self.model(images) + self.model(images.flip(3))) / 2
+
+    def forward(self, images):
+        if self.level == 0:
+            return self.model(images)
+        if self.level == 1:
+            return self.mirrored(images)
+        b, device = len(images), images.device
+        no_flip = torch.zeros(b, dtype=torch.bool, device=device)
+        shifted = [crop_flip(images, torch.full((b, 2), s, device=device), no_flip) for s in (-1, 1)]
+        return (self.mirrored(images) + (self.mirrored(shifted[0]) + self.mirrored(shifted[1])) / 2) / 2

@@ -99,7 +99,7 @@ def model_card(snapshot, metrics: dict) -> ModelCard:
         model_name=snapshot.lesson if results else None, eval_results=results or None,  # the name heads model-index
     )
     lines = [f"| {label} | {metrics[key]} |" for key, label in task.get("metrics", {}).items() if key in metrics]
-    for key in ("train_seconds", "samples_per_second", "device", "epochs"):
+    for key in ("train_seconds", "wall_seconds", "samples_per_second", "device", "epochs"):
         if key in metrics:
             lines.append(f"| {key.replace('_', ' ')} | {metrics[key]} |")
     table = "| metric | value |\n|---|---|\n" + "\n".join(lines) if lines else ""
@@ -135,18 +135,20 @@ def data_text(task: dict, hub_id: str | None, synthetic: bool) -> str:
     return text + "."
 
 
-def stopped_at(progress, epochs_planned: int | None) -> str:
-    """Where a run stands, in words: "after epoch 1 of 3" or "12 batches into epoch 2 of 3"."""
+def stopped_at(epochs_done: int, step: int, epochs_planned: int | None) -> str:
+    """Where a run stands, in words: "after epoch 1 of 3" or "12 batches into epoch 2 of 3"
+    (`step`: batches done in the epoch in progress, as in `checkpoint.Progress`)."""
     of = f" of {epochs_planned}" if epochs_planned else ""
-    if progress.step:
-        return f"{progress.step} batch{'es' if progress.step > 1 else ''} into epoch {progress.epoch + 1}{of}"
-    return f"after epoch {progress.epoch}{of}"
+    if step:
+        return f"{step} batch{'es' if step > 1 else ''} into epoch {epochs_done + 1}{of}"
+    return f"after epoch {epochs_done}{of}"
 
 
 def unfinished_note(snapshot, metrics: dict) -> str:
     """The first lines of an unfinished checkpoint's results: where it stopped and what was measured."""
     progress = snapshot.progress
-    note = [f"**Unfinished run: training stopped {stopped_at(progress, snapshot.config.get('epochs'))}.** "
+    where = stopped_at(progress.epoch, progress.step, snapshot.config.get("epochs"))
+    note = [f"**Unfinished run: training stopped {where}.** "
             "These are the weights of that moment."]
     tested = [key for key in snapshot.task.get("metrics", {}) if key in metrics]
     if tested and "epochs" in metrics:  # carried over from a finish before a --resume with more epochs

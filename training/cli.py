@@ -15,16 +15,17 @@ import sys
 import time
 from pathlib import Path
 
-from training import LESSONS
-from training.config import ConfigError, describe, make_config
+from training.config import ConfigError, make_config, settings_help
 from training.data import DataNotFound
 from training.hub import PublishError, check_can_publish, publish
+from training.lessons import LESSONS
 
 PROFILES = ("smoke", "cpu", "course")
 
 
 def lesson_module(name: str):
-    return importlib.import_module(f"training.lessons.{LESSONS[name]}")
+    """The module of a registered lesson (training/lessons/__init__.py)."""
+    return importlib.import_module(LESSONS[name])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.lesson and args.lesson != "all":
             module = lesson_module(args.lesson)
             print(f"\nsettings of {args.lesson} (default, then per profile):")
-            print(describe(module.Config, module.PROFILES))
+            print(settings_help(module.Config, module.PROFILES))
         sys.exit(0 if args.help else 2)
     if args.push_to_hub and args.lesson != "all" and "/" not in args.push_to_hub:
         sys.exit("error: --push-to-hub takes ORG/NAME (a Hub model repo id)")

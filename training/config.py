@@ -175,7 +175,7 @@ def make_config(config_cls, profile: dict, overrides: list[str], base: dict | No
     return config
 
 
-def describe(config_cls, profiles: dict[str, dict]) -> str:
+def settings_help(config_cls, profiles: dict[str, dict]) -> str:
     """The lesson's settings with their defaults and per-profile values, for --help."""
     lines = []
     defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()

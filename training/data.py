@@ -3,7 +3,8 @@
 The course feeds a `DataLoader` that decodes and converts every image every epoch; here
 each dataset becomes one uint8 tensor once, and a batch is `images[index]`. This module
 holds what every dataset shares (the tensor pair, the decoded-data cache, the seeded
-split); each dataset has its own module: `mnist`, `cifar10`, `anime_faces`.
+split); each dataset has its own module: `mnist_data`, `cifar10_data`, `anime_faces_data`,
+`insurance_data`, `folder_data`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,8 @@
-"""What the two GAN lessons share: their noise and their samples.
+"""What the two GAN lessons share: their training step, their noise and their samples.
 
+- `update_discriminator(...)` and `update_generator(...)`: the two halves of a GAN step,
+  "(1) update D, (2) update G" as pytorch/examples' dcgan, which both lessons call in their
+  loop: one definition, so the lessons cannot drift apart.
 - `step_latents(run, ...)`: the noise of one training step, a function of (seed, epoch,
   step, process) only, so same-seed runs and resumed runs draw the same noise and every
   process of a multi-process run draws its own.
@@ -7,15 +10,51 @@
 - `Augmented(discriminator, policy, run)`: the discriminator behind differentiable
   augmentation (DiffAugment), what anime-dcgan's cpu profile trains with.
 
-The dataset is in `training.anime_faces` and `training.mnist`, the quality metrics in
+The dataset is in `training.anime_faces_data` and `training.mnist_data`, the quality metrics in
 `training.gan_metrics`, the timelapse GIF in `training.plots`.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from shared.models.gan import to_pixels
+
+
+def update_discriminator(run, discriminator, optimizer, real: torch.Tensor, generator,
+                         latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1) of a GAN step: one optimizer step of the discriminator, real images -> 1, generated
+    images (from `latent`, without training the generator) -> 0. Returns (its loss, the mean
+    score D(x) of the real images, the mean score D(G(z)) of the generated ones).
+
+    One backward per forward (the gradients add up): under DDP each forward first copies rank 0's
+    BatchNorm buffers into every process in place, so real and fake forwards before one backward
+    fail on CUDA (anime_dcgan.py's docstring tells the story).
+    """
+    optimizer.zero_grad()
+    real_logits = discriminator(real)
+    loss_real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    run.accelerator.backward(loss_real)
+    with torch.no_grad():  # the generator is not trained in this half of the step
+        fake = generator(latent)
+    fake_logits = discriminator(fake)
+    loss_fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    run.accelerator.backward(loss_fake)
+    optimizer.step()
+    return loss_real + loss_fake, torch.sigmoid(real_logits).mean(), torch.sigmoid(fake_logits).mean()
+
+
+def update_generator(run, generator, discriminator, optimizer, latent: torch.Tensor) -> torch.Tensor:
+    """(2) of a GAN step: one optimizer step of the generator: new fakes, judged by the discriminator
+    just updated, should score 1. Only the generator's parameters move (D's gradients are cleared
+    by its own step's zero_grad). The generator's loss."""
+    optimizer.zero_grad()
+    logits = discriminator(generator(latent))
+    loss = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+    run.accelerator.backward(loss)
+    optimizer.step()
+    return loss
 
 
 def fixed_latents(count: int, latent_dim: int, seed: int, device) -> torch.Tensor:

@@ -36,12 +36,11 @@ import json
 import re
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, get_token
 from huggingface_hub.utils import validate_repo_id
 
-from training.card import for_repo
+from training.card import for_repo, stopped_at
 
 KEEP_ON_HUB = {".gitattributes"}  # the Hub's LFS rules: never deleted
 NOT_UPLOADED = ("resume/",)
@@ -95,7 +94,7 @@ def check_folder(folder: Path, allow_unfinished: bool = False) -> None:
     if missing:
         raise PublishError(f"{folder} is not a checkpoint folder ({', '.join(missing)} missing)")
     if not allow_unfinished and not json.loads((folder / "metrics.json").read_text()).get("complete"):
-        raise PublishError(f"{folder} holds an unfinished run ({describe(folder)}); finish it with --resume "
+        raise PublishError(f"{folder} holds an unfinished run ({run_summary(folder)}); finish it with --resume "
                            "before publishing, or publish it as it is with --allow-unfinished")
     paths = {str(p) for p in (Path.home(), Path.cwd(), folder.resolve().parent) if len(p.parts) > 1}
     local_path = re.compile("|".join(re.escape(p) + r"(?![\w.-])" for p in sorted(paths, key=len, reverse=True)))
@@ -110,16 +109,14 @@ def check_folder(folder: Path, allow_unfinished: bool = False) -> None:
 def stopped(folder: Path) -> str | None:
     """Where the run of an unfinished checkpoint stopped ("stopped after epoch 1 of 3"); None when
     it finished."""
-    from training.card import stopped_at
-
     metrics = json.loads((folder / "metrics.json").read_text())
     if metrics.get("complete"):
         return None
-    progress = SimpleNamespace(epoch=metrics.get("epochs_completed", 0), step=metrics.get("step_in_epoch", 0))
-    return f"stopped {stopped_at(progress, metrics.get('epochs_planned'))}"
+    return "stopped " + stopped_at(metrics.get("epochs_completed", 0), metrics.get("step_in_epoch", 0),
+                                   metrics.get("epochs_planned"))
 
 
-def describe(folder: Path) -> str:
+def run_summary(folder: Path) -> str:
     """The run a checkpoint folder holds, for a commit message: "cpu profile" for a finished one,
     "cpu profile, stopped 12 batches into epoch 2 of 3" for a stopped one."""
     metrics = json.loads((folder / "metrics.json").read_text())
@@ -147,7 +144,7 @@ def publish(folder: Path, repo_id: str, private: bool | None = None, token: str 
                                "to another name")
         remote = api.list_repo_files(repo_id, repo_type="model")
         info = api.create_commit(repo_id, commit_operations(folder, remote, repo_id), repo_type="model",
-                                 commit_message=f"Upload {folder.name} ({describe(folder)}) with zero-to-gans")
+                                 commit_message=f"Upload {folder.name} ({run_summary(folder)}) with zero-to-gans")
     except PublishError:
         raise
     except Exception as error:  # network, permissions, a bad token: say which, never the token

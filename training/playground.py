@@ -135,8 +135,8 @@ LABELS = {"lr": "Learning rate", "epochs": "Epochs", "batch_size": "Batch size",
 
 def offered() -> dict[str, PlaygroundSettings]:
     """Every lesson that declares PLAYGROUND, in course order."""
-    from training import LESSONS
     from training.cli import lesson_module
+    from training.lessons import LESSONS
 
     declared = {name: getattr(lesson_module(name), "PLAYGROUND", None) for name in LESSONS}
     return {name: settings for name, settings in declared.items() if settings is not None}
@@ -168,7 +168,7 @@ def figure_png(figure) -> bytes:
 @functools.cache
 def _test_digits(data_dir: Path, synthetic: bool):
     """The first test digits, read once per process (the worker trains one run)."""
-    from training.mnist import synthetic_digits
+    from training.mnist_data import synthetic_digits
 
     if synthetic:
         digits = synthetic_digits(PICTURE_DIGITS, seed=2)
@@ -251,7 +251,7 @@ def mnist_data(data_dir: Path, where: str) -> str | None:
     None, or what to do. Unlike the lesson's `DATA` check, which only looks, this downloads, and its
     message names no folder of the server (the page shows it)."""
     from training.data import DataNotFound
-    from training.mnist import MNIST_FILES, load_mnist, on_disk
+    from training.mnist_data import MNIST_FILES, load_mnist, on_disk
 
     if on_disk(Path(data_dir) / "MNIST" / "raw"):
         return None  # read by each run, in its own process: the server needs no digits

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 from torchvision.utils import make_grid  # noqa: E402
 
-SKIP = {"epoch", "epoch_seconds", "samples_per_second", "train_seconds"}
+SKIP = {"epoch", "epoch_seconds", "samples_per_second", "train_seconds", "wall_seconds"}
 FAMILIES = ("loss", "accuracy", "score", "swd")  # metrics whose name holds one share a panel
 
 
@@ -135,14 +135,15 @@ def confusion_figure(labels: torch.Tensor, predicted: torch.Tensor, class_names,
     return fig
 
 
-def timelapse(folder: Path, frame_ms: int = 400, last_frame_ms: int = 2000) -> bytes | None:
-    """The grids folder/epoch_NNN.png as one looping GIF with the epoch written above each; None if none."""
+def timelapse(grids: dict[int, Path], frame_ms: int = 400, last_frame_ms: int = 2000) -> bytes | None:
+    """The grids ({epoch: PNG file}, `shared.models.gan.sample_grids`) as one looping GIF with the
+    epoch written above each; None if none."""
     frames = []
-    for path in sorted(Path(folder).glob("epoch_*.png")):
+    for epoch, path in sorted(grids.items()):
         with Image.open(path) as grid:
             frame = Image.new("RGB", (grid.width, grid.height + 16), "white")
             frame.paste(grid.convert("RGB"), (0, 16))
-        ImageDraw.Draw(frame).text((4, 2), f"epoch {int(path.stem.split('_')[1])}", fill="black")
+        ImageDraw.Draw(frame).text((4, 2), f"epoch {epoch}", fill="black")
         frames.append(frame)
     if not frames:
         return None

@@ -16,6 +16,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.models.gan import sample_grids
+
 
 def human(value) -> str:
     """A number as a person writes it: thousands separated, four significant digits below 1,000,
@@ -60,7 +62,7 @@ class Reference:
     higher_is_better: bool = True
     spread_is: str = "tolerance"
 
-    def describe(self) -> str:
+    def summary(self) -> str:
         return f"{human(self.value)} ± {human(self.spread)} ({self.profile} profile, {self.measured_on})"
 
 
@@ -87,7 +89,7 @@ class JobPlace:
     total: int
     seconds_after: float | None  # the lessons after this one (JobClock.after); None: not known yet
 
-    def describe(self, lesson_left: float | None) -> str:
+    def progress(self, lesson_left: float | None) -> str:
         return f"lesson {self.index} of {self.total}, job left {self.job_left(lesson_left)}"
 
     def job_left(self, lesson_left: float | None) -> str:
@@ -143,11 +145,11 @@ def results(out_dir: Path, lessons: dict[str, object], walls: dict[str, float]) 
         if reference is None:
             shown, verdict = "none", "no reference (see the lesson's REFERENCE)"
         elif reference.profile != profile:
-            shown, verdict = reference.describe(), f"not compared: this run used the {profile} profile"
+            shown, verdict = reference.summary(), f"not compared: this run used the {profile} profile"
         elif not isinstance(value, (int, float)):
-            shown, verdict = reference.describe(), f"no {metric} in metrics.json"
+            shown, verdict = reference.summary(), f"no {metric} in metrics.json"
         else:
-            shown, (verdict, _) = reference.describe(), compare(reference, value)
+            shown, (verdict, _) = reference.summary(), compare(reference, value)
         trained = f"{human(metrics.get('train_seconds', 0.0))} s"
         if name in walls:
             trained += f" ({duration(walls[name])} in all)"
@@ -176,7 +178,7 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 def _figures(folder: Path, name: str) -> str:
     """A lesson's section: curves first, then every picture it drew, then its last sample grid."""
     pictures = [p for p in sorted(folder.glob("*")) if p.suffix in (".png", ".gif") and p.name != "curves.png"]
-    grids = sorted((folder / "samples").glob("epoch_*.png"))
+    grids = list(sample_grids(folder).values())
     if (folder / "curves.png").is_file():
         pictures.insert(0, folder / "curves.png")
     pictures += grids[-1:]

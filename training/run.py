@@ -1,11 +1,16 @@
 """The small pieces every lesson's loop is made of: one `Run` per training run.
 
 A lesson builds its models and optimizers, hands them to `run.prepare`, and writes its own
-loop over `run.epochs()` and `run.batches(...)`. What each call does besides what its name
-says, in one place:
+loop over `run.epochs()` and `run.batches(...)`. Checkpoints are written where the lesson says
+so: `run.save_checkpoint()` after each `run.end_epoch(...)`, and `run.finish(...)` at the end;
+the one write without a call of its own is a stop's (SIGINT, SIGTERM, `request_stop()`), which
+`batches` honours after the current batch by saving and raising `TrainingStopped`, since a stop
+arrives from outside the loop and must not wait for the epoch's end. What each call does
+besides what its name says, in one place:
 
-- `prepare(publish=NAME, **objects)`: hands models and optimizers to Accelerate; on --resume
-  restores each one's weights or state (looked up by its keyword name) and the RNG state.
+- `prepare(publish=NAME, **objects)`: hands models and optimizers to Accelerate and keeps LR
+  schedulers (anything else is a TypeError naming it); on --resume restores each one's
+  weights or state (looked up by its keyword name) and the RNG state.
   The module named by `publish` is the checkpoint's root (what the Hub and the Spaces load);
   every other module goes to a subfolder named after its keyword. One model: no `publish`.
 - `keep(**modules)`: modules the lesson updates itself, never by a gradient (moving averages
@@ -26,13 +31,17 @@ says, in one place:
   running means, img/s, and the time left in the epoch, the run and, under `all`, the job. On
   SIGINT/SIGTERM (or `request_stop()`) it saves a mid-epoch checkpoint and raises
   `TrainingStopped`: after the current batch with one process, at the next multiple of
-  `CHECK_EVERY` batches with several (they must agree on the batch), or at the epoch's end.
+  `CHECK_EVERY` batches with several (they must agree on the batch), or, when none of those
+  comes before the epoch's end, in `save_checkpoint`.
 - `log_step(**scalars)`: adds per-batch scalars on the device (no sync).
 - `end_epoch(**metrics)`: averages the logged scalars over processes, stops on a non-finite
-  value, appends a history row, prints it, logs it to a tracker, and writes a checkpoint;
-  then raises `TrainingStopped` if a stop was asked for since the last check. Tracker rows
-  (the checks' running means under `step/`, the epoch rows under their names) share one
-  x-axis, `global_step`; with `--tracker tensorboard` the event files are copied into the
+  value, appends a history row, prints it and logs it to a tracker; it writes nothing. Tracker
+  rows (the checks' running means under `step/`, the epoch rows under their names) share one
+  x-axis, `global_step`.
+- `save_checkpoint()`: writes the checkpoint the next epoch starts from (or resumes from),
+  then raises `TrainingStopped` if a stop was asked for since the last check, so a run only
+  ever stops right after a write. `epochs()` refuses to start another epoch before the last
+  one was ended and saved. With `--tracker tensorboard` the event files are copied into the
   checkpoint's `runs/` at every save (the Hub shows them in its Metrics tab).
 - `finish(**metrics)`: writes the final checkpoint with the metrics and returns them.
 
@@ -40,9 +49,9 @@ Watching a run from outside (the training playground Space): `Run(..., on_progre
 `f(row)` from `batches` once `ROW_EVERY` seconds have passed since the last row
 (`row["kind"] == "step"`: the epoch's running means, a fractional `epoch`, samples/s; a clock
 read per batch and one wait for the device per row, not per step; with several processes, at
-the `CHECK_EVERY` checks instead), and after every epoch's checkpoint (`"epoch"`: the history
-row); `run.request_stop()` stops it like a SIGTERM, from any thread. `run.published_model` is
-the module the checkpoint's root holds.
+the `CHECK_EVERY` checks instead), and from `save_checkpoint` after every epoch's write
+(`"epoch"`: the history row); `run.request_stop()` stops it like a SIGTERM, from any thread.
+`run.published_model` is the module the checkpoint's root holds.
 
 The checkpoint itself is written by `training.checkpoint` from a `Snapshot` the Run hands it;
 besides the modules, optimizers, schedulers and RNG it holds Accelerate's loss scaler
@@ -125,6 +134,7 @@ class Run:
         `on_progress`: called with each progress row (see the module docstring);
         `progress_every`: seconds between progress lines without a terminal; `job`: the lesson's
         place in `python -m training all`, for those lines."""
+        self._started = time.perf_counter()  # the lesson's wall clock (wall_seconds) starts here
         self.lesson, self.task, self.config, self.profile = lesson, task, config, profile
         self.data_dir, self.accelerator = Path(data_dir), accelerator
         self.folder = Path(out_dir) / lesson
@@ -134,9 +144,12 @@ class Run:
         self.published: str | None = None
         self.pending_files: dict[str, object] = {}
         self._saved = saved
+        # A resumed run's earlier sessions (a checkpoint from before wall_seconds existed: at least its training).
+        self._wall_before = max(self.progress.wall_seconds, self.progress.train_seconds)
         self._on_progress = on_progress
         self.progress_every, self.job = progress_every, job
         self._have_checkpoint = saved is not None
+        self._unsaved_row: dict | None = None  # end_epoch's row until save_checkpoint writes it
         self._curves_drawn_at = float("-inf")
         self._reported_at = time.monotonic()  # when the last progress row went out
         self._sums: dict[str, torch.Tensor] = defaultdict(lambda: torch.zeros((), device=self.device))
@@ -198,7 +211,7 @@ class Run:
         return data.to(self.device)
 
     def prepare(self, publish: str | None = None, **objects):
-        """Hand models and optimizers to Accelerate, keep schedulers, and restore all three on --resume.
+        """Hand models and optimizers to Accelerate, keep LR schedulers, and restore all three on --resume.
 
         Returns the objects in the order given (None passes through, for optional modules).
         `publish` names the module the checkpoint's root holds; it may be given in any call.
@@ -213,8 +226,13 @@ class Run:
                 obj = self.models[name] = self.accelerator.prepare(obj)
             elif isinstance(obj, torch.optim.Optimizer):
                 obj = self.optimizers[name] = self.accelerator.prepare(obj)
-            else:  # LR schedulers step once per batch of this process; Accelerate must not rescale them.
+            elif isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+                # They step once per batch of this process; Accelerate must not rescale them.
                 self.schedulers[name] = obj
+            else:
+                raise TypeError(f"run.prepare({name}=...) got a {type(obj).__name__}; it takes models "
+                                "(torch.nn.Module), optimizers (torch.optim.Optimizer) and LR schedulers "
+                                "(torch.optim.lr_scheduler.LRScheduler)")
             if self._saved is not None and name in self._saved.states:
                 obj.load_state_dict(self._saved.states[name])
             prepared.append(obj)
@@ -245,11 +263,16 @@ class Run:
     # ---- the loop ----------------------------------------------------------------------
 
     def epochs(self):
-        """Yield the epochs still to run (1-based), after any restored by --resume."""
+        """Yield the epochs still to run (1-based), after any restored by --resume; each must close
+        with `end_epoch(...)` and `save_checkpoint()` before the next one starts."""
         while self.epoch < self.config.epochs:
             self._epoch_start = time.perf_counter()
             self._epoch_train_seconds, self._epoch_samples = 0.0, 0
+            started = self.epoch
             yield self.epoch + 1
+            if self.epoch == started or self._unsaved_row is not None:
+                raise RuntimeError(f"{self.lesson}: epoch {started + 1} did not end with run.end_epoch(...) "
+                                   "and run.save_checkpoint(); a resumed run starts from that checkpoint")
 
     def local_batch(self, batch_size: int) -> int:
         """This process's part of a global batch of `batch_size` (a clear error if it does not divide)."""
@@ -336,7 +359,7 @@ class Run:
                  f"{human(round(self._epoch_samples / max(seconds, 1e-9)))} img/s",
                  f"epoch left {duration(epoch_left)}", f"run left {duration(run_left)}"]
         if self.job is not None:
-            parts.append(self.job.describe(run_left))
+            parts.append(self.job.progress(run_left))
         print("  ".join(parts), file=sys.stderr, flush=True)
 
     def _epoch_seconds(self, batches_only: float) -> float:
@@ -364,7 +387,8 @@ class Run:
         self._count += 1
 
     def end_epoch(self, **metrics) -> dict:
-        """Close an epoch: average the logged scalars over processes, print, log and checkpoint."""
+        """Close an epoch: average the logged scalars over processes, print and log them; return the
+        history row. Writes nothing: `save_checkpoint()` comes next."""
         means = self._means()
         self._check_finite(means | metrics)
         progress = self.progress
@@ -376,7 +400,8 @@ class Run:
         row = {"epoch": self.epoch, **{f"train_{k}": v for k, v in means.items()}, **metrics,
                "epoch_seconds": round(time.perf_counter() - self._epoch_start, 3),
                "samples_per_second": round(self._epoch_samples / max(self._epoch_train_seconds, 1e-9), 1),
-               "train_seconds": round(progress.train_seconds, 2)}  # so far: time-to-accuracy curves
+               "train_seconds": round(progress.train_seconds, 2),  # so far: time-to-accuracy curves
+               "wall_seconds": round(self._wall(), 2)}  # the same, evaluation included
         progress.history.append(row)
         self._sums.clear()
         self._count = 0
@@ -385,16 +410,22 @@ class Run:
         if self.epoch < self.config.epochs:
             shown += f"  run left {duration(run_left)}"
         if self.job is not None:
-            shown += f"  ({self.job.describe(run_left)})"
+            shown += f"  ({self.job.progress(run_left)})"
         self.print(f"[{self.lesson}] epoch {self.epoch}/{self.config.epochs}  {shown}")
         self.accelerator.log(row, step=progress.global_step)
+        self._unsaved_row = row
+        return row
+
+    def save_checkpoint(self) -> None:
+        """Write the checkpoint a resumed run starts from (the state after `end_epoch`), tell
+        `on_progress` the epoch's row, then stop here (`TrainingStopped`) if a stop was asked for."""
         self._save(complete=False)
-        if self._on_progress is not None:
+        row, self._unsaved_row = self._unsaved_row, None
+        if row is not None and self._on_progress is not None:
             self._reported_at = time.monotonic()
             self._on_progress({"kind": "epoch", **row})
         if self.epoch < self.config.epochs and self._stop_agreed():
             raise TrainingStopped(f"stopped after epoch {self.epoch}")
-        return row
 
     def finish(self, **final_metrics) -> dict:
         """Write the final checkpoint (weights, card, metrics, curves) and return the metrics."""
@@ -404,6 +435,8 @@ class Run:
             **final_metrics,
             "epochs": self.epoch,
             "train_seconds": round(progress.train_seconds, 2),
+            # Up to the final checkpoint's write (which itself is not counted): data, evaluation included.
+            "wall_seconds": round(self._wall(), 2),
             "samples_per_second": round(progress.samples_seen / max(progress.train_seconds, 1e-9), 1),
             **checkpoint.environment(self.accelerator),
             **self._batch_sizes,
@@ -472,8 +505,13 @@ class Run:
             scaler=scaler.state_dict() if scaler is not None else None,
             complete=complete, metrics=metrics)
 
+    def _wall(self) -> float:
+        """Seconds of this lesson so far: since the Run was made, plus a resumed run's earlier sessions."""
+        return self._wall_before + time.perf_counter() - self._started
+
     def _save(self, complete: bool, metrics: dict | None = None) -> None:
         self._check_finite(self._means())
+        self.progress.wall_seconds = self._wall()
         rng = gather_object([checkpoint.rng_state()])  # every process's, in process order
         if self.is_main:
             if self.history and (complete or time.monotonic() - self._curves_drawn_at > CURVES_EVERY_SECONDS):

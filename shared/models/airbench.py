@@ -4,7 +4,8 @@ single GPU", 2024), built from the paper's description. Inputs (B, 3, 32, 32) no
 
 A 2x2 patch-whitening convolution (its weights computed from the training images, see
 `whitening_weights`), then three blocks of conv-pool-norm-GELU-conv-norm-GELU, a global max pool
-and a bias-free linear layer whose logits are scaled down (1/9 in the paper). The training
+and a bias-free linear layer whose logits are scaled down (1/9 in the paper). `block_depth=3` is
+airbench96's block: a third convolution, and a residual around the second and third. The training
 recipe (frozen whitening, identity init, which parameters train, the optimizer) is in
 training/lessons/cifar10_airbench.py.
 """
@@ -41,9 +42,28 @@ def conv_group(c_in: int, c_out: int, momentum: float) -> nn.Sequential:
     )
 
 
+class ResidualGroup(nn.Module):
+    """airbench96's block, (B, c_in, S, S) -> (B, c_out, S // 2, S // 2): conv-pool-norm-GELU, then
+    x + conv-norm-GELU-conv-norm(x) and a GELU."""
+
+    def __init__(self, c_in: int, c_out: int, momentum: float):
+        super().__init__()
+        self.entry = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.MaxPool2d(2),
+                                   norm(c_out, momentum), nn.GELU())
+        self.branch = nn.Sequential(nn.Conv2d(c_out, c_out, 3, padding=1, bias=False), norm(c_out, momentum),
+                                    nn.GELU(), nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+                                    norm(c_out, momentum))
+        self.activation = nn.GELU()
+
+    def forward(self, x):
+        x = self.entry(x)
+        return self.activation(x + self.branch(x))
+
+
 @register_model("cifar10-airbench")
 class Cifar10Airbench(HubModel):
-    """airbench94's network. widths=(64, 256, 256) is the paper's; the cpu profile halves them.
+    """airbench94's network. widths=(64, 256, 256) is the paper's; the cpu profile narrows them.
+    block_depth 3: airbench96's residual blocks (with widths (128, 384, 512) its network).
 
     batchnorm_momentum is PyTorch's (weight of the new batch statistics): 0.4 is the paper's 0.6.
     """
@@ -51,15 +71,19 @@ class Cifar10Airbench(HubModel):
     input_shape = (3, 32, 32)
 
     def __init__(self, widths: list[int] = (64, 256, 256), whiten_patch: int = 2,
-                 batchnorm_momentum: float = 0.4, logit_scale: float = 1 / 9, num_classes: int = 10):
+                 batchnorm_momentum: float = 0.4, logit_scale: float = 1 / 9, num_classes: int = 10,
+                 block_depth: int = 2):
         super().__init__()
+        if block_depth not in (2, 3):
+            raise ValueError(f"block_depth is 2 (airbench94) or 3 (airbench96), not {block_depth}")
+        group = conv_group if block_depth == 2 else ResidualGroup
         whitened = 2 * 3 * whiten_patch**2  # each eigenvector of the patch covariance, and its negative
         w1, w2, w3 = widths
         self.features = nn.Sequential(
             nn.Conv2d(3, whitened, whiten_patch), nn.GELU(),  # (B, 24, 31, 31) for 2x2 patches
-            conv_group(whitened, w1, batchnorm_momentum),     # (B, w1, 15, 15)
-            conv_group(w1, w2, batchnorm_momentum),           # (B, w2, 7, 7)
-            conv_group(w2, w3, batchnorm_momentum),           # (B, w3, 3, 3)
+            group(whitened, w1, batchnorm_momentum),          # (B, w1, 15, 15)
+            group(w1, w2, batchnorm_momentum),                # (B, w2, 7, 7)
+            group(w2, w3, batchnorm_momentum),                # (B, w3, 3, 3)
         )
         self.classifier = nn.Sequential(
             nn.AdaptiveMaxPool2d(1), nn.Flatten(),            # (B, w3)

@@ -6,13 +6,19 @@ the DCGAN generator reshapes it to (B, latent_dim, 1, 1) itself -- and return im
 (B,): the course ends them with a Sigmoid and trains with BCELoss; here the sigmoid lives
 in the loss (`binary_cross_entropy_with_logits`), which is the same function, numerically
 stable, and safe under mixed precision.
+
+`sample_grid(epoch)` names the grid of samples a GAN lesson saves in its checkpoint after each
+epoch; the lessons write it, and the playground, the faces Space's training timeline and the
+results page of `python -m training all` read it back (`sample_grids`). It lives here, not in
+training/, because a deployed Space gets a copy of `shared/` only.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
-from torch.nn.utils import parametrize
 
 from .registry import HubModel, register_model
 
@@ -27,6 +33,26 @@ def from_pixels(images: torch.Tensor) -> torch.Tensor:
     if images.dim() == 3:
         images = images.unsqueeze(1)
     return images.float() / 127.5 - 1
+
+
+def sample_grid(epoch: int) -> str:
+    """The file, inside a GAN lesson's checkpoint, of its grid of samples after `epoch` (0: before
+    training): `samples/epoch_012.png`."""
+    return f"{SAMPLE_GRIDS}/epoch_{epoch:03d}.png"
+
+
+SAMPLE_GRIDS = "samples"  # the checkpoint's folder of grids (the faces Space downloads it alone)
+
+
+def sample_grids(folder) -> dict[int, Path]:
+    """{epoch: file} of the sample grids in a checkpoint folder (or a snapshot of its Hub repo),
+    in epoch order: the files `sample_grid` names, and nothing else of that folder."""
+    grids = {}
+    for path in sorted((Path(folder) / SAMPLE_GRIDS).glob("*.png")):
+        digits = "".join(c for c in path.stem if c in "0123456789")
+        if digits and sample_grid(int(digits)) == f"{SAMPLE_GRIDS}/{path.name}":
+            grids[int(digits)] = path
+    return dict(sorted(grids.items()))
 
 
 # ---- lesson 6a: fully connected GAN on MNIST ------------------------------------------------
@@ -86,9 +112,7 @@ def _dcgan_init(module: nn.Module) -> None:
     # The DCGAN paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for BN scales.
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            # a spectrally normalised weight is computed from the stored `original`
-            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
-            nn.init.normal_(weight, 0.0, 0.02)
+            nn.init.normal_(m.weight, 0.0, 0.02)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
@@ -124,33 +148,21 @@ class DCGANGenerator(HubModel):
 
 @register_model("anime-dcgan-discriminator")
 class DCGANDiscriminator(HubModel):
-    """The generator mirrored: strided convs 3-64-128-256-512 (at width 64), LeakyReLU(0.2); logits out.
+    """The generator mirrored: strided convs 3-64-128-256-512 (at width 64), LeakyReLU(0.2); logits out."""
 
-    spectral_norm=True divides every convolution's weight by its largest singular value (Miyato
-    et al. 2018) instead of batch-normalising: the discriminator cannot change faster than the
-    generator can follow, the stabiliser most small-scale GANs since use.
-    """
-
-    def __init__(self, width: int = 64, channels: int = 3, spectral_norm: bool = False):
+    def __init__(self, width: int = 64, channels: int = 3):
         super().__init__()
         self.input_shape = (channels, 64, 64)
         w = width
-        down = _down_spectral if spectral_norm else _down
-        last = nn.Conv2d(8 * w, 1, 4, 1, 0, bias=False)
         self.net = nn.Sequential(
-            *down(channels, w),                        # (B, w, 32, 32)
-            *down(w, 2 * w),                           # (B, 2w, 16, 16)
-            *down(2 * w, 4 * w),                       # (B, 4w, 8, 8)
-            *down(4 * w, 8 * w),                       # (B, 8w, 4, 4)
-            nn.utils.parametrizations.spectral_norm(last) if spectral_norm else last,  # (B, 1, 1, 1)
+            *_down(channels, w),                       # (B, w, 32, 32)
+            *_down(w, 2 * w),                          # (B, 2w, 16, 16)
+            *_down(2 * w, 4 * w),                      # (B, 4w, 8, 8)
+            *_down(4 * w, 8 * w),                      # (B, 8w, 4, 4)
+            nn.Conv2d(8 * w, 1, 4, 1, 0, bias=False),  # (B, 1, 1, 1)
         )
         _dcgan_init(self)
 
     def forward(self, images):
         return self.net(images).flatten()  # (B, 3, 64, 64) -> (B,)
 
-
-def _down_spectral(c_in: int, c_out: int) -> list[nn.Module]:
-    # As _down, with the weight spectrally normalised and no BatchNorm.
-    conv = nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)
-    return [nn.utils.parametrizations.spectral_norm(conv), nn.LeakyReLU(0.2, inplace=True)]

@@ -21,26 +21,25 @@ API (every endpoint named; see "Use via API" in the page footer):
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
+import gradio as gr
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageDraw
+
+# shared/: in a deployed Space the copy next to this file (a script's own folder leads the
+# import path); in a clone the installed project (`make setup`, an editable install).
+from shared.images import ImageError, flatten, install_decoder_limits, open_image
+from shared.models.cifar10 import CLASSES
+from shared.preprocessing import CIFAR_MEAN, CIFAR_STD, normalize_images, square_image
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue
+from shared.weights import load_models
+
 HERE = Path(__file__).resolve().parent
-# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
-
-import gradio as gr  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
-
-from shared.images import ImageError, flatten, install_decoder_limits, open_image  # noqa: E402
-from shared.models.cifar import CLASSES  # noqa: E402
-from shared.preprocessing import CIFAR_MEAN, CIFAR_STD, normalize_images, square_image  # noqa: E402
-from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
-from shared.weights import load_models  # noqa: E402
 
 MODEL_NAMES = ["cifar10-airbench", "cifar10-resnet9", "cifar10-cnn", "cifar10-mlp", "image-folder"]
 VIEW = 256         # the square crop, the overlay and the model's input (enlarged) are shown at 256x256
@@ -73,7 +72,7 @@ def prompt(classes: list[str]) -> str:
 
 
 install_decoder_limits()
-MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "cifar10")
+LOADED, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "cifar10")
 OUTPUTS = OutputFiles("cifar10")
 
 
@@ -91,7 +90,7 @@ def best_model(loaded: dict) -> str:
     return next((name for name in MODEL_NAMES if name in loaded), MODEL_NAMES[0])
 
 
-DEFAULT = best_model(MODELS)
+DEFAULT = best_model(LOADED)
 
 
 # ---- prediction (pure functions of their inputs and the loaded models) ---------------------
@@ -155,10 +154,10 @@ def overlay(square: Image.Image, heat: torch.Tensor) -> np.ndarray:
 
 def classify(image: Image.Image | None, model_name: str):
     """A decoded image -> (label dict of every class, model input enlarged, saliency overlay, message)."""
-    if model_name not in MODELS:
+    if model_name not in LOADED:
         reason = MISSING.get(model_name, f"Unknown model {model_name!r}; choose one of {MODEL_NAMES}.")
         return None, None, None, f"**{model_name} is not available.** {reason}"
-    loaded = MODELS[model_name]
+    loaded = LOADED[model_name]
     expects = inputs_of(loaded.model)
     if image is None:
         return None, None, None, prompt(expects.class_names)
@@ -171,7 +170,7 @@ def classify(image: Image.Image | None, model_name: str):
     return (label, preview, overlay(square, heat),
             f"**{expects.class_names[best]}** ({probabilities[best]:.0%}) by {model_name} "
             f"({expects.image_size}x{expects.image_size} input), "
-            f"{loaded.describe('test_accuracy', 'test accuracy {}%')}.")
+            f"{loaded.caption('test_accuracy', 'test accuracy {}%')}.")
 
 
 def predict(image, model_name: str):
@@ -180,7 +179,7 @@ def predict(image, model_name: str):
     image: a path, bytes, a PIL image, an array or a Gradio file dict; None asks for a photo.
     """
     try:
-        side = max(PHOTO_SIDE, 2 * inputs_of(MODELS[model_name].model).image_size) if model_name in MODELS else PHOTO_SIDE
+        side = max(PHOTO_SIDE, 2 * inputs_of(LOADED[model_name].model).image_size) if model_name in LOADED else PHOTO_SIDE
         decoded = open_image(image, size_hint=side) if image is not None else None
     except ImageError as error:
         raise gr.Error(str(error), print_exception=False) from None
@@ -275,8 +274,8 @@ def image_event(payload, model_name: str):
 
 def choice(name: str) -> tuple[str, str]:
     """(what the picker shows, the value the API takes) for a model: image-folder shows its classes."""
-    if name in MODELS and inputs_of(MODELS[name].model) != CIFAR10:
-        classes = inputs_of(MODELS[name].model).class_names
+    if name in LOADED and inputs_of(LOADED[name].model) != CIFAR10:
+        classes = inputs_of(LOADED[name].model).class_names
         shown = ", ".join(classes[:5]) + (f" and {len(classes) - 5} more" if len(classes) > 5 else "")
         return f"{name} ({shown})", name
     return name, name
@@ -287,13 +286,13 @@ def introduction() -> str:
     cifar = ("Three CIFAR-10 models from *Deep Learning with PyTorch: Zero to GANs* name it: the lesson 5 "
              "ResNet9, the lesson 4 CNN and the feed-forward network of assignment 3. They know ten classes "
              "and see 32x32 pixels.")
-    if "image-folder" not in MODELS:
+    if "image-folder" not in LOADED:
         return "# What is in the picture?\n" + cifar
-    own = inputs_of(MODELS["image-folder"].model)
+    own = inputs_of(LOADED["image-folder"].model)
     mine = (f"The course project's image-folder model, lesson 5's ResNet9 trained on a folder of its own, "
             f"knows {len(own.class_names)} classes ({', '.join(own.class_names)}) and sees "
             f"{own.image_size}x{own.image_size} pixels.")
-    only_mine = not any(name in MODELS for name in MODEL_NAMES if name != "image-folder")
+    only_mine = not any(name in LOADED for name in MODEL_NAMES if name != "image-folder")
     return "# What is in the picture?\n" + (mine if only_mine else f"{cifar} {mine}")
 
 

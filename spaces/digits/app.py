@@ -17,26 +17,21 @@ API (every endpoint named; see "Use via API" in the page footer):
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
+import gradio as gr
+import torch
+from PIL import Image
+
+# shared/: in a deployed Space the copy next to this file (a script's own folder leads the
+# import path); in a clone the installed project (`make setup`, an editable install).
+from shared import sketchpad
+from shared.images import ImageError, install_decoder_limits, open_image
+from shared.preprocessing import sketch_to_mnist
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue
+from shared.weights import load_models
+
 HERE = Path(__file__).resolve().parent
-# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
-
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from shared import sketchpad  # noqa: E402
-from shared.images import (  # noqa: E402
-    ImageError,
-    install_decoder_limits,
-    open_image,
-)
-from shared.preprocessing import sketch_to_mnist  # noqa: E402
-from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
-from shared.weights import load_models  # noqa: E402
 
 MODEL_NAMES = ["mnist-cnn", "mnist-mlp", "mnist-logistic"]
 PREVIEW_SCALE = 8            # the 28x28 input is shown as 224x224, one block per pixel
@@ -44,7 +39,7 @@ PHOTO_SIDE = 1024            # photos are decoded at about this size (JPEG draft
 DRAW_PROMPT = "Draw a digit (0-9) on the canvas, or upload a photo of one."
 
 install_decoder_limits()
-MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "digits")
+LOADED, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "digits")
 OUTPUTS = OutputFiles("digits")
 
 
@@ -53,19 +48,19 @@ OUTPUTS = OutputFiles("digits")
 
 def classify(image, model_name: str):
     """A decoded image -> (top-3 label dict, 28x28 input enlarged, message)."""
-    if model_name not in MODELS:
+    if model_name not in LOADED:
         reason = MISSING.get(model_name, f"Unknown model {model_name!r}; choose one of {MODEL_NAMES}.")
         return None, None, f"**{model_name} is not available.** {reason}"
     digit = sketch_to_mnist(image) if image is not None else None
     if digit is None:
         return None, None, DRAW_PROMPT
-    loaded = MODELS[model_name]
+    loaded = LOADED[model_name]
     with torch.inference_mode():
         probabilities = loaded.model(digit.tensor).softmax(dim=1)[0].tolist()
     label = {str(d): p for d, p in enumerate(probabilities)}
     best = max(range(10), key=probabilities.__getitem__)
     return label, preview_file(digit.pixels), \
-        f"**{best}** ({probabilities[best]:.0%}) by {model_name}, {loaded.describe('test_accuracy', 'test accuracy {}%')}."
+        f"**{best}** ({probabilities[best]:.0%}) by {model_name}, {loaded.caption('test_accuracy', 'test accuracy {}%')}."
 
 
 def preview_file(pixels) -> str:

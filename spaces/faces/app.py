@@ -9,7 +9,7 @@ asked for. Randomness comes from a local `torch.Generator` seeded per request, n
 the global RNG. Models: `anime-dcgan` (default) and `mnist-gan`, each from
 `$ZTG_WEIGHTS_<MODEL>`, else `checkpoints/<model>/`, else the Hub repo listed under `models:`
 in this folder's README (see `shared/weights.py`). The training timeline shows the sample
-grids the training run saved after every epoch (`samples/epoch_NNN.png` of the checkpoint).
+grids the training run saved after every epoch (`shared.models.gan.sample_grid` names them).
 
 API (every endpoint named; see "Use via API" in the page footer):
     /generate    (model_name, seed, count)          -> (grid, ZIP of the PNGs, message)
@@ -29,23 +29,22 @@ import functools
 import inspect
 import io
 import math
-import re
 import secrets
 import sys
 import zipfile
 from pathlib import Path
 
+import gradio as gr
+import torch
+from PIL import Image
+
+# shared/: in a deployed Space the copy next to this file (a script's own folder leads the
+# import path); in a clone the installed project (`make setup`, an editable install).
+from shared.models.gan import SAMPLE_GRIDS, sample_grids, to_pixels
+from shared.serving import DELETE_CACHE, OutputFiles, launch, queue
+from shared.weights import load_models
+
 HERE = Path(__file__).resolve().parent
-# Deployed, shared/ is copied next to this file; in the repository it is two folders up.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
-
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from shared.models.gan import to_pixels  # noqa: E402
-from shared.serving import DELETE_CACHE, OutputFiles, launch, queue  # noqa: E402
-from shared.weights import load_models  # noqa: E402
 
 MODEL_CHOICES = [("Anime faces", "anime-dcgan"), ("Digits", "mnist-gan")]
 MODEL_NAMES = [name for _, name in MODEL_CHOICES]
@@ -66,22 +65,17 @@ def load_timeline(loaded) -> dict[int, Path]:
 
         try:
             folder = Path(snapshot_download(source.location, revision=source.revision,
-                                            allow_patterns=["samples/epoch_*.png"]))
+                                            allow_patterns=[f"{SAMPLE_GRIDS}/*"]))
         except Exception as error:  # noqa: BLE001  (offline and not cached, ...)
             print(f"[faces] no training timeline from {source}: {error}", file=sys.stderr)
             return {}
-    grids = {}
-    for path in (folder / "samples").glob("epoch_*.png"):
-        match = re.fullmatch(r"epoch_(\d+)\.png", path.name)
-        if match:
-            grids[int(match.group(1))] = path
-    return dict(sorted(grids.items()))
+    return sample_grids(folder)
 
 
-MODELS, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "faces")
+LOADED, MISSING = load_models(MODEL_NAMES, HERE / "README.md", "faces")
 # Every image and ZIP is handed to Gradio as a file (see `shared.serving` for why).
 OUTPUTS = OutputFiles("faces")
-TIMELINES = {name: load_timeline(loaded) for name, loaded in MODELS.items()}
+TIMELINES = {name: load_timeline(loaded) for name, loaded in LOADED.items()}
 
 
 # ---- generation (pure functions of their inputs and the loaded models) ----------------------
@@ -103,7 +97,7 @@ def check_model(model_name) -> str | None:
     if model_name not in MODEL_NAMES:
         raise gr.Error(f"Unknown model {model_name!r}; choose one of {', '.join(MODEL_NAMES)}.",
                        print_exception=False)
-    if model_name not in MODELS:
+    if model_name not in LOADED:
         return f"**{model_name} is not available.** {MISSING.get(model_name, '')}"
     return None
 
@@ -116,7 +110,7 @@ def latents(seed: int, latent_dim: int) -> torch.Tensor:
 @torch.inference_mode()
 def render(model_name: str, latent: torch.Tensor) -> torch.Tensor:
     """(N, latent_dim) -> uint8 images (N, C, H, W)."""
-    return to_pixels(MODELS[model_name].model(latent))
+    return to_pixels(LOADED[model_name].model(latent))
 
 
 def grid(images: torch.Tensor, padding: int = 2) -> Image.Image:
@@ -153,7 +147,7 @@ def faces(model_name: str, seed, count):
     unavailable = check_model(model_name)
     if unavailable:
         return None, None, unavailable
-    loaded = MODELS[model_name]
+    loaded = LOADED[model_name]
     images = render(model_name, latents(seed, loaded.model.latent_dim)[:count])
     shown = png_bytes(enlarge(grid(images)))  # the ZIP also holds every image at its own size
     archive = io.BytesIO()
@@ -165,7 +159,7 @@ def faces(model_name: str, seed, count):
     # The file names are what downloads are called.
     return (OUTPUTS.write(shown, f"{model_name}-seed{seed}.png"),
             OUTPUTS.write(archive.getvalue(), f"{model_name}-seed{seed}.zip"),
-            f"{count} {kind} from seed **{seed}** by {model_name}, {loaded.describe('swd', 'SWD {}')}.")
+            f"{count} {kind} from seed **{seed}** by {model_name}, {loaded.caption('swd', 'SWD {}')}.")
 
 
 def surprise(model_name: str, count):
@@ -191,7 +185,7 @@ def interpolate(model_name: str, seed_a, seed_b, frames):
     unavailable = check_model(model_name)
     if unavailable:
         return None, unavailable
-    dim = MODELS[model_name].model.latent_dim
+    dim = LOADED[model_name].model.latent_dim
     path = slerp(latents(seed_a, dim)[0], latents(seed_b, dim)[0], torch.linspace(0, 1, frames))
     pictures = [to_image(image).convert("RGB").resize((SHOWN_SIDE, SHOWN_SIDE), Image.Resampling.BICUBIC)
                 for image in render(model_name, path)]
@@ -211,7 +205,8 @@ def timeline(model_name: str, epoch):
         return None, unavailable
     grids = TIMELINES.get(model_name) or {}
     if not grids:
-        return None, f"No training timeline for {model_name}: its checkpoint has no samples/epoch_*.png (the grids the training run saves)."
+        return None, (f"No training timeline for {model_name}: its checkpoint has no sample grids in {SAMPLE_GRIDS}/ "
+                      "(the training run saves one after each epoch).")
     epoch = whole_number(epoch, "The epoch", min(grids), max(grids))
     if epoch not in grids:
         return None, f"{model_name} has no grid for epoch {epoch}; it has epochs {', '.join(map(str, grids))}."

@@ -40,26 +40,25 @@ from __future__ import annotations
 import functools
 import io
 import os
-import sys
 import tempfile
 import time
 import zipfile
 from pathlib import Path
 
+import gradio as gr
+import torch
+
+# shared/ and training/: in a deployed Space the copies next to this file (a script's own folder
+# leads the import path); in a clone the installed project (`make setup`, an editable install).
+from shared import serving, sketchpad
+from shared.models import MODELS
+from shared.preprocessing import sketch_to_mnist
+from shared.weights import load_models
+from training import playground
+from training.playground import Number, Refused
+from training.worker import Worker, keep_standby
+
 HERE = Path(__file__).resolve().parent
-# Deployed, shared/ and training/ are copied next to this file; in the repository they are two folders up.
-sys.path.insert(0, str(HERE if (HERE / "shared").is_dir() else HERE.parents[1]))
-
-import gradio as gr  # noqa: E402
-import torch  # noqa: E402
-
-from shared import serving, sketchpad  # noqa: E402
-from shared.models import MODELS  # noqa: E402
-from shared.preprocessing import sketch_to_mnist  # noqa: E402
-from shared.weights import load_models  # noqa: E402
-from training import playground  # noqa: E402
-from training.playground import Number, Refused  # noqa: E402
-from training.worker import Worker, keep_standby  # noqa: E402
 
 DATA_DIR = Path(os.environ.get("ZTG_DATA_DIR") or HERE / "data")
 # The data folder as the page may name it: never a path of the server.

@@ -16,7 +16,8 @@ buffers into every process, in place, so running the discriminator on real and t
 fake images before one backward fails on CUDA ("modified by an inplace operation", see
 pytorch/pytorch#175024; on a CPU it happens to pass, so a CPU test cannot catch it). The
 discriminator's real and fake halves therefore get one backward each (the gradients add
-up, as in pytorch/examples' dcgan). The broadcast itself is wanted: every forward starts
+up, as in pytorch/examples' dcgan; `training.gan.update_discriminator`, the step both GAN
+lessons share). The broadcast itself is wanted: every forward starts
 from rank 0's running statistics (what the generator uses in eval mode: the grids, the
 Space), so the checkpoint rank 0 writes is the state of the whole run. Batch statistics stay
 per process, over the per-process batch the course's single GPU saw (SyncBatchNorm would
@@ -36,8 +37,7 @@ wider than the discriminator (width 48 against 32), DiffAugment (Zhao et al. 202
 the discriminator sees, real or generated, gets a random colour change, shift and cut-out
 that gradients flow through, so D cannot memorise the small dataset and win the game), and a
 published moving average of the generator (decay 0.999). Without DiffAugment the same networks
-collapsed to grey noise in epoch 3 (D(x) 0.99, D(G(z)) 0.01); spectral normalisation instead
-kept the game balanced but stalled at SWD about 70 with washed-out colours.
+collapsed to grey noise in epoch 3 (D(x) 0.99, D(G(z)) 0.01).
 
 Expect: cpu profile, on a 2-core Intel Xeon (AMX) with `--mixed-precision bf16`, one thread,
 the other core busy with another training run: eyes, hair and face shapes from epoch 3, SWD of
@@ -54,14 +54,21 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.gan import from_pixels
-from training.anime_faces import anime_faces, data_problem
+from shared.models.gan import from_pixels, sample_grid, sample_grids
+from training.anime_faces_data import anime_faces, data_problem
 from training.averaging import decay_at, update_average
-from training.config import Count, Decay, NonNegative, Positive, Seed, Size
-from training.gan import Augmented, augment_policy, fixed_latents, generate, step_latents
+from training.config import Count, Decay, Positive, Seed, Size
+from training.gan import (
+    Augmented,
+    augment_policy,
+    fixed_latents,
+    generate,
+    step_latents,
+    update_discriminator,
+    update_generator,
+)
 from training.gan_metrics import SlicedWasserstein, fid
 from training.plots import image_grid, timelapse
 from training.report import Reference
@@ -72,15 +79,12 @@ class Config:
     latent_dim: Count = 128
     width: Count = 64  # the course's network; channels are 8w-4w-2w-w
     generator_width: Size = 0  # 0: the same as width (the course); wider: a stronger generator, D unchanged
-    spectral_norm: bool = False  # the discriminator's convolutions spectrally normalised instead of BatchNorm
     epochs: Count = 25
     batch_size: Count = 128
     lr: Positive = 2e-4
-    lr_d: NonNegative = 0.0  # 0: the same as lr; else the discriminator's own (two time-scale updates)
     augment: str = ""  # DiffAugment before the discriminator: comma-separated color,translation,cutout; "" off
     betas: list[Decay] = field(default_factory=lambda: [0.5, 0.999])
     average_decay: Decay = 0.0  # > 0: publish and measure a moving average of the generator's weights
-    channels_last: bool = False  # memory layout for the convolutions: no gain measured on the 2-core CPU
     swd_images: Count = 2048  # generated vs real faces for the per-epoch SWD
     fid_images: Count = 2048
     synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
@@ -119,11 +123,9 @@ def train(run):
     reference = faces.inputs[held[: cfg.swd_images]]  # the fixed real faces the SWD compares with
 
     generator = build_model("anime-dcgan", latent_dim=cfg.latent_dim, width=cfg.generator_width or cfg.width)
-    discriminator = build_model("anime-dcgan-discriminator", width=cfg.width, spectral_norm=cfg.spectral_norm)
-    if cfg.channels_last:
-        generator, discriminator = (m.to(memory_format=torch.channels_last) for m in (generator, discriminator))
+    discriminator = build_model("anime-dcgan-discriminator", width=cfg.width)
     optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=tuple(cfg.betas))
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
     average = run.keep(generator_average=copy.deepcopy(generator) if cfg.average_decay else None)
     generator, discriminator, optimizer_g, optimizer_d = run.prepare(
@@ -134,54 +136,33 @@ def train(run):
     grid_latents = fixed_latents(64, cfg.latent_dim, cfg.seed, run.device)
     swd_latents = fixed_latents(len(reference), cfg.latent_dim, cfg.seed + 1, run.device)
     swd = SlicedWasserstein(reference, levels=3)  # 64, 32 and 16 pixels
-    ones = torch.ones(run.local_batch(cfg.batch_size), device=run.device)  # cfg.batch_size is split over processes
-    zeros = torch.zeros_like(ones)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
     unwrap = run.accelerator.unwrap_model
     if cfg.augment:  # from here on the step calls D through the augmentation (the checkpoint keeps plain D)
         discriminator = Augmented(discriminator, cfg.augment, run)
 
     if run.global_step == 0:  # a fresh run (a resumed one keeps its own): before any training, as the notebook
-        run.add_file("samples/epoch_000.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
+        run.add_file(sample_grid(0), image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         run.add_file("real.png", image_grid(faces.inputs[:64], value_range=(0, 255)))
 
     for epoch in run.epochs():
         for images, _ in run.batches(faces, cfg.batch_size):
-            real = from_pixels(images).contiguous(memory_format=memory_format)  # (B, 3, 64, 64) in [-1, 1]
-            # ---- the GAN step: the same lines in mnist_gan.py and anime_dcgan.py (tests/test_gan.py checks)
+            real = from_pixels(images)  # (B, 3, 64, 64) in [-1, 1]
             latent_d, latent_g = step_latents(run, 2, len(real), cfg.latent_dim)
-
-            # (1) Update the discriminator: real images -> 1, generated images -> 0, one backward
-            #     per forward (the gradients add up; anime_dcgan.py's docstring says why: BatchNorm under DDP).
-            optimizer_d.zero_grad()
-            real_logits = discriminator(real)
-            loss_real = F.binary_cross_entropy_with_logits(real_logits, ones)
-            run.accelerator.backward(loss_real)
-            with torch.no_grad():  # the generator is not trained in this half of the step
-                fake = generator(latent_d)
-            fake_logits = discriminator(fake)
-            loss_fake = F.binary_cross_entropy_with_logits(fake_logits, zeros)
-            run.accelerator.backward(loss_fake)
-            optimizer_d.step()
-
-            # (2) Update the generator: new fakes, judged by the updated discriminator, should score 1.
-            optimizer_g.zero_grad()
-            loss_g = F.binary_cross_entropy_with_logits(discriminator(generator(latent_g)), ones)
-            run.accelerator.backward(loss_g)
-            optimizer_g.step()
+            # (1) update D: real images -> 1, generated ones -> 0; (2) update G: new fakes -> 1 by the new D
+            loss_d, real_score, fake_score = update_discriminator(run, discriminator, optimizer_d, real,
+                                                                  generator, latent_d)
+            loss_g = update_generator(run, generator, discriminator, optimizer_g, latent_g)
             if average is not None:
                 update_average(unwrap(average), unwrap(generator), decay_at(run.global_step, cfg.average_decay))
+            run.log_step(loss_d=loss_d, loss_g=loss_g, real_score=real_score, fake_score=fake_score)
 
-            run.log_step(loss_d=loss_real + loss_fake, loss_g=loss_g,
-                         real_score=torch.sigmoid(real_logits).mean(), fake_score=torch.sigmoid(fake_logits).mean())
-            # ---- end of the GAN step
-
-        run.add_file(f"samples/epoch_{epoch:03d}.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
+        run.add_file(sample_grid(epoch), image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         live = {"swd_live": swd(generate(run, generator, swd_latents))["swd"]} if average is not None else {}
         run.end_epoch(**swd(generate(run, published, swd_latents)), **live)
+        run.save_checkpoint()
 
     if run.is_main:  # the grids are files of the main process's checkpoint folder
-        run.add_file("timelapse.gif", timelapse(run.folder / "samples"))
+        run.add_file("timelapse.gif", timelapse(sample_grids(run.folder)))
     floor = swd(faces.inputs[held[cfg.swd_images: 2 * cfg.swd_images]])["swd"]  # other real faces
     fakes = generate(run, published, fixed_latents(cfg.fid_images, cfg.latent_dim, cfg.seed + 2, run.device))
     last = {k: v for k, v in run.history[-1].items() if k.startswith("swd")}

@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.cifar import CLASSES
-from training.cifar10 import cifar_splits, conv_input, data_problem
+from shared.models.cifar10 import CLASSES
+from training.cifar10_data import cifar_splits, conv_input, data_problem
 from training.config import Count, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 from training.plots import feature_maps_figure, kernels_figure
@@ -101,6 +101,7 @@ def train(run):
             run.log_step(loss=loss, accuracy=100 * (logits.argmax(1) == labels).float().mean())
         val = evaluate_classifier(run, model, val_set, conv_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.save_checkpoint()
 
     test = report_test_set(run, model, test_set, conv_input, CLASSES)
     draw_kernels_and_feature_maps(run, run.accelerator.unwrap_model(model), test_set)

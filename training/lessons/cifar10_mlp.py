@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.cifar import CLASSES
+from shared.models.cifar10 import CLASSES
 from shared.preprocessing import normalize_cifar
-from training.cifar10 import cifar_splits, data_problem
+from training.cifar10_data import cifar_splits, data_problem
 from training.config import Count, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 from training.report import Reference
@@ -91,6 +91,7 @@ def train(run):
             run.log_step(loss=loss, accuracy=100 * (logits.argmax(1) == labels).float().mean())
         val = evaluate_classifier(run, model, val_set, normalize_cifar)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.save_checkpoint()
 
     test = report_test_set(run, model, test_set, normalize_cifar, CLASSES)
     return run.finish(**test_metrics(test, model))

@@ -38,10 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.cifar import CLASSES
+from shared.models.cifar10 import CLASSES
 from training.augment import random_crop_flip
 from training.averaging import decay_at, update_average
-from training.cifar10 import cifar_splits, conv_input, data_problem
+from training.cifar10_data import cifar_splits, conv_input, data_problem
 from training.config import Count, Decay, Fraction, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
 from training.plots import learning_rate_figure
@@ -152,5 +152,6 @@ def train(run):
         val = evaluate_classifier(run, predictor(), val_set, conv_input)
         run.end_epoch(**{f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]},
                       lr=scheduler.get_last_lr()[0])
+        run.save_checkpoint()
     test = report_test_set(run, predictor(), test_set, conv_input, CLASSES)
     return run.finish(**test_metrics(test, model), validated_on=VALIDATED_ON[checked])

@@ -8,7 +8,7 @@ DIR is any image-classification folder: one subfolder per class, directly in DIR
 DIR/train/ with val/ and test/ beside it if you have them; a split without a folder is a
 seeded sample of 10% of each class of the training images. Any number of classes from two,
 images of any size and mode (grey, palette, RGBA, CMYK, 16-bit, EXIF-rotated photos): each
-is decoded once (training/image_folder.py), its transparency flattened onto white, its
+is decoded once (training/folder_data.py), its transparency flattened onto white, its
 central square cut out and resized with Lanczos to `image_size` x `image_size` RGB, and
 cached. A file that cannot be read is named with its reason and skipped (`skipped_files`
 in metrics.json); no class, one class or an empty class folder stops before any training.
@@ -16,7 +16,7 @@ in metrics.json); no class, one class or an empty class folder stops before any 
 CIFAR-10 classes airplane, cat and dog as its example dataset.
 
 The recipe is lesson 5's, from scratch: ResNet9 (for images above 32 pixels the first block
-is max-pooled so that the residual body works at about 32x32, shared/models/image_folder.py),
+is max-pooled so that the residual body works at about 32x32, shared/models/folder_resnet9.py),
 random crops with image_size/8 pixels of reflect padding and mirroring on the device,
 Adam with a one-cycle schedule, weight decay, gradient clipping. Inputs are normalised with
 the per-channel mean and standard deviation of the training images (the course uses
@@ -49,7 +49,7 @@ from shared.preprocessing import normalize_images
 from training.augment import random_crop_flip
 from training.config import Count, Fraction, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, report_test_set, test_metrics
-from training.image_folder import BadDataset, channel_stats, data_problem, folder_splits
+from training.folder_data import BadDataset, channel_stats, data_problem, folder_splits
 from training.report import Reference
 
 
@@ -139,6 +139,7 @@ def train(run):
             run.log_step(loss=loss)
         val = evaluate_classifier(run, model, data.val, model_input)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"], lr=scheduler.get_last_lr()[0])
+        run.save_checkpoint()
 
     test = report_test_set(run, model, data.test, model_input, data.class_names)
     return run.finish(**test_metrics(test, model), classes=data.class_names, splits=data.sources,

@@ -7,7 +7,7 @@ Predict a person's yearly medical charges (USD) from age, sex, bmi, children, sm
 region: 1,338 rows from <data-dir>/insurance/insurance.csv, downloaded there from
 `stedy/Machine-Learning-with-R-datasets` on GitHub when missing (the same rows as the
 Kaggle data the course downloads). The assignment's steps: `--customize=NAME` makes the
-data the learner's own (`training.tabular.customize`; without it the data is used as it
+data the learner's own (`training.insurance_data.customize`; without it the data is used as it
 is), the categorical columns are
 encoded, a seeded 85/15 train/validation split, `nn.Linear` trained with the L1 loss and
 SGD through a sweep of learning rates (the assignment's successive `fit(epochs, lr)`
@@ -43,8 +43,8 @@ from shared.models import MODELS, build_model
 from shared.models.tabular import INSURANCE_FEATURES, encode
 from training.config import Count, Fraction, Positive, Seed
 from training.data import TensorData, random_split
+from training.insurance_data import customize, data_problem, load_insurance, synthetic_rows
 from training.report import Reference
-from training.tabular import customize, data_problem, load_insurance, synthetic_rows
 
 
 @dataclass
@@ -147,6 +147,7 @@ def train(run):
             optimizer.zero_grad()
             run.log_step(l1=l1)
         run.end_epoch(lr=lr, val_l1=validation_l1(model, val_set))
+        run.save_checkpoint()
 
     run.print("[insurance-regression] predict_single on the first validation rows:")
     for i in range(3):

@@ -168,6 +168,7 @@ def train(run):
             optimizer.zero_grad()
             run.log_step(loss=loss)
         run.end_epoch()
+        run.save_checkpoint()
 
     with torch.no_grad():
         final_loss = F.mse_loss(model(inputs), targets).item()

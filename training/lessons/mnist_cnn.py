@@ -22,7 +22,7 @@ from shared.preprocessing import normalize_mnist
 from training.augment import random_affine
 from training.config import Count, Fraction, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, test_metrics
-from training.mnist import data_problem, mnist_splits
+from training.mnist_data import data_problem, mnist_splits
 from training.playground import DIGIT_PREDICTIONS, Number, PlaygroundSettings, mnist_data
 from training.report import Reference
 
@@ -91,6 +91,7 @@ def train(run):
             run.log_step(loss=loss)
         val = evaluate_classifier(run, model, val_set, normalize_mnist)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.save_checkpoint()
 
     test = evaluate_classifier(run, model, test_set, normalize_mnist)
     return run.finish(**test_metrics(test, model))

@@ -6,7 +6,8 @@
 Two networks play a game. The generator turns 64 random numbers into a 28x28 image in
 [-1, 1]; the discriminator scores images as real (from MNIST) or fake (from the
 generator). Each step (1) updates the discriminator to tell them apart, then (2) updates
-the generator to fool it. Nothing is labelled: the digit classes are never used.
+the generator to fool it (`training.gan.update_discriminator` and `update_generator`, the
+step both GAN lessons share). Nothing is labelled: the digit classes are never used.
 
 Before training, as the notebook does, the run saves `real.png` (64 training digits) and
 `samples/epoch_000.png` (what the untrained generator draws). Every epoch writes
@@ -33,15 +34,20 @@ import copy
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from shared.models import build_model
-from shared.models.gan import from_pixels
+from shared.models.gan import from_pixels, sample_grid, sample_grids
 from training.averaging import decay_at, update_average
 from training.config import Count, Decay, Positive, Seed
-from training.gan import fixed_latents, generate, step_latents
+from training.gan import (
+    fixed_latents,
+    generate,
+    step_latents,
+    update_discriminator,
+    update_generator,
+)
 from training.gan_metrics import SlicedWasserstein, fid
-from training.mnist import data_problem, load_mnist, synthetic_digits
+from training.mnist_data import data_problem, load_mnist, synthetic_digits
 from training.playground import Number, PlaygroundSettings, mnist_data, saved_image
 from training.plots import image_grid, timelapse
 from training.report import Reference
@@ -86,7 +92,7 @@ REFERENCE = Reference("swd", 30.7, spread=5, seconds=180, higher_is_better=False
 PLAYGROUND = PlaygroundSettings(
     lr=Number("lr", 5e-4, 1e-5, 5e-3), epochs=Number("epochs", 2, 1, 3, integer=True),
     batch_size=Number("batch_size", 100, 32, 512, integer=True), fixed=("--swd_images=512", "--fid_images=256"),
-    picture=saved_image(lambda epoch: f"samples/epoch_{epoch:03d}.png"), tried_with="seed", data=mnist_data)
+    picture=saved_image(sample_grid), tried_with="seed", data=mnist_data)
 
 
 def train(run):
@@ -116,50 +122,30 @@ def train(run):
     grid_latents = fixed_latents(64, cfg.latent_dim, cfg.seed, run.device)
     swd_latents = fixed_latents(len(reference), cfg.latent_dim, cfg.seed + 1, run.device)
     swd = SlicedWasserstein(reference, levels=2)  # 28 and 14 pixels
-    ones = torch.ones(run.local_batch(cfg.batch_size), device=run.device)  # cfg.batch_size is split over processes
-    zeros = torch.zeros_like(ones)
 
     if run.global_step == 0:  # a fresh run (a resumed one keeps its own): before any training, as the notebook
-        run.add_file("samples/epoch_000.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
+        run.add_file(sample_grid(0), image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         run.add_file("real.png", image_grid(digits.inputs[:64].unsqueeze(1), value_range=(0, 255)))
 
     for epoch in run.epochs():
         for images, _ in run.batches(digits, cfg.batch_size):  # the digit labels are not used
             real = from_pixels(images)  # (B, 1, 28, 28) in [-1, 1]
-            # ---- the GAN step: the same lines in mnist_gan.py and anime_dcgan.py (tests/test_gan.py checks)
             latent_d, latent_g = step_latents(run, 2, len(real), cfg.latent_dim)
-
-            # (1) Update the discriminator: real images -> 1, generated images -> 0, one backward
-            #     per forward (the gradients add up; anime_dcgan.py's docstring says why: BatchNorm under DDP).
-            optimizer_d.zero_grad()
-            real_logits = discriminator(real)
-            loss_real = F.binary_cross_entropy_with_logits(real_logits, ones)
-            run.accelerator.backward(loss_real)
-            with torch.no_grad():  # the generator is not trained in this half of the step
-                fake = generator(latent_d)
-            fake_logits = discriminator(fake)
-            loss_fake = F.binary_cross_entropy_with_logits(fake_logits, zeros)
-            run.accelerator.backward(loss_fake)
-            optimizer_d.step()
-
-            # (2) Update the generator: new fakes, judged by the updated discriminator, should score 1.
-            optimizer_g.zero_grad()
-            loss_g = F.binary_cross_entropy_with_logits(discriminator(generator(latent_g)), ones)
-            run.accelerator.backward(loss_g)
-            optimizer_g.step()
+            # (1) update D: real images -> 1, generated ones -> 0; (2) update G: new fakes -> 1 by the new D
+            loss_d, real_score, fake_score = update_discriminator(run, discriminator, optimizer_d, real,
+                                                                  generator, latent_d)
+            loss_g = update_generator(run, generator, discriminator, optimizer_g, latent_g)
             if average is not None:
                 update_average(unwrap(average), unwrap(generator), decay_at(run.global_step, cfg.average_decay))
+            run.log_step(loss_d=loss_d, loss_g=loss_g, real_score=real_score, fake_score=fake_score)
 
-            run.log_step(loss_d=loss_real + loss_fake, loss_g=loss_g,
-                         real_score=torch.sigmoid(real_logits).mean(), fake_score=torch.sigmoid(fake_logits).mean())
-            # ---- end of the GAN step
-
-        run.add_file(f"samples/epoch_{epoch:03d}.png", image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
+        run.add_file(sample_grid(epoch), image_grid(generate(run, published, grid_latents), value_range=(0, 255)))
         live = {"swd_live": swd(generate(run, generator, swd_latents))["swd"]} if average is not None else {}
         run.end_epoch(**swd(generate(run, published, swd_latents)), **live)
+        run.save_checkpoint()
 
     if run.is_main:  # the grids are files of the main process's checkpoint folder
-        run.add_file("timelapse.gif", timelapse(run.folder / "samples"))
+        run.add_file("timelapse.gif", timelapse(sample_grids(run.folder)))
     floor = swd(digits.inputs[: len(reference)].unsqueeze(1))["swd"]  # training vs test digits
     fakes = generate(run, published, fixed_latents(cfg.fid_images, cfg.latent_dim, cfg.seed + 2, run.device))
     last = {k: v for k, v in run.history[-1].items() if k.startswith("swd")}

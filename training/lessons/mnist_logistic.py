@@ -28,7 +28,7 @@ from shared.models import MODELS, build_model
 from shared.preprocessing import normalize_mnist
 from training.config import Count, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, test_metrics
-from training.mnist import data_problem, mnist_splits
+from training.mnist_data import data_problem, mnist_splits
 from training.playground import DIGIT_PREDICTIONS, Choice, Number, PlaygroundSettings, mnist_data
 from training.plots import predictions_figure
 from training.report import Reference
@@ -107,6 +107,7 @@ def train(run):
             run.log_step(loss=loss)
         val = evaluate_classifier(run, model, val_set, normalize_mnist)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"])
+        run.save_checkpoint()
 
     test = evaluate_classifier(run, model, test_set, normalize_mnist)
     sample_predictions(run, model, test_set, "mnist-logistic")

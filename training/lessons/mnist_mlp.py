@@ -30,7 +30,7 @@ from shared.preprocessing import normalize_mnist
 from training.augment import random_affine
 from training.config import Count, Fraction, NonNegative, Positive, Seed, Size
 from training.evaluate import evaluate_classifier, test_metrics
-from training.mnist import data_problem, mnist_splits
+from training.mnist_data import data_problem, mnist_splits
 from training.playground import (
     DIGIT_PREDICTIONS,
     Choice,
@@ -118,6 +118,7 @@ def train(run):
             run.log_step(loss=loss)
         val = evaluate_classifier(run, model, val_set, normalize_mnist)
         run.end_epoch(val_loss=val["loss"], val_accuracy=val["accuracy"], lr=lr)
+        run.save_checkpoint()
 
     test = evaluate_classifier(run, model, test_set, normalize_mnist)
     return run.finish(**test_metrics(test, model))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 
-from .cifar import resnet9_classifier, resnet9_features
+from .cifar10 import resnet9_classifier, resnet9_features
 from .registry import HubModel, register_model
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from shared.models.cifar import CLASSES
+from shared.models.cifar10 import CLASSES
 from shared.preprocessing import normalize_cifar
 from training.data import (
     DataNotFound,

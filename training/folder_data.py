@@ -71,7 +71,7 @@ def folder_splits(run) -> FolderData:
     """The folder of --data-dir (or tiny synthetic pictures with --synthetic_data) split and on the device."""
     cfg = run.config
     if cfg.synthetic_data:
-        from training.cifar10 import synthetic_cifar
+        from training.cifar10_data import synthetic_cifar
 
         train, val = stratified_split(synthetic_cifar(384, seed=1, num_classes=3, size=cfg.image_size),
                                       cfg.val_fraction, cfg.seed)
@@ -91,7 +91,7 @@ def folder_splits(run) -> FolderData:
                 data = load_folder(folder / "cifar10", classes, cfg.image_size, cfg.val_fraction,
                                    cfg.test_fraction, cfg.seed)
             else:  # torchvision's batches (or the course archive, downloaded now)
-                from training.cifar10 import load_cifar10
+                from training.cifar10_data import load_cifar10
 
                 data = course_example(*load_cifar10(folder), classes, cfg.image_size, cfg.val_fraction, cfg.seed)
     for line in data.skipped:
@@ -108,7 +108,7 @@ def is_course_folder(folder: Path) -> bool:
 def data_problem(data_dir: Path) -> str | None:
     """None when `data_dir` is a folder of one's own (its classes are checked as it is read) or the
     course's data folder with CIFAR-10 in either layout, or downloadable now; else what to do."""
-    from training.cifar10 import data_problem as cifar10_problem
+    from training.cifar10_data import data_problem as cifar10_problem
 
     folder = Path(data_dir)
     if folder.is_dir() and not is_course_folder(folder) and any(folder.iterdir()):
@@ -123,7 +123,7 @@ def course_example(train: TensorData, test: TensorData, classes: list[str], imag
     """`classes` of CIFAR-10 tensors (uint8 (N, 3, 32, 32)), relabelled 0..k-1 and resized to
     `image_size` (bicubic), with a seeded `val_fraction` of each class held out: the course example
     when the data folder holds torchvision's batches instead of the image folders."""
-    from training.cifar10 import CLASSES
+    from training.cifar10_data import CLASSES
 
     unknown = sorted(set(classes) - set(CLASSES))
     if unknown:
