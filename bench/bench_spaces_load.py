@@ -1,13 +1,15 @@
 """Every Space under load and faults, as a real server on 127.0.0.1 driven by real clients.
 
-    python bench/bench_spaces_load.py [--requests 1000] [--clients 16] [--only digits,cifar10,faces,playground]
+    python bench/bench_spaces_load.py [--requests 1000] [--clients 16] [--checkpoints 8]
+                                      [--only digits,cifar10,faces,playground]
 
 - digits, cifar10, faces: `--requests` requests from `--clients` concurrent gradio_client clients,
   each request a different input where the Space allows it (digits drawn at other places, photos
   of other colours, faces of other seeds), so the output folders fill as a busy day's would.
   Reported: errors (target 0), p50/p95 latency, the server's resident memory after a warm-up and
-  after the load (target: growth <= 50 MiB), and the size of the Space's output folder and of
-  Gradio's cache afterwards (the output folder is pruned to `OutputFiles.max_entries` entries).
+  after the load (target: growth <= 50 MiB) and at `--checkpoints` points on the way (a plateau
+  shows apart from a leak; more `--requests` show where it levels), and the size of the Space's
+  output folder (bounded by `OutputFiles`) and of Gradio's cache afterwards.
 - playground (the smoke profile's data, or MNIST with --data-dir): `--visitors` visitors press
   Train at the same moment with a run longer than the cap (`--cap` seconds). Reported: the places
   in the queue they were shown, overlapping runs (from the worker processes' start and exit times
@@ -25,6 +27,7 @@ Every loop is bounded in count and time and talks only to the servers this scrip
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import signal
@@ -46,7 +49,8 @@ PLAYGROUND = SPACES / "playground" / "app.py"
 RSS_GROWTH_MIB = 50
 PLAYGROUND_RSS_MIB = 100
 # lesson, lr, epochs, batch_size, hidden_sizes, optimizer, augment: 500 epochs of single-row batches,
-# far longer than any cap; and a run that finishes in seconds.
+# about 10 s of training on free cores, longer than the default cap even for a run whose process
+# was ready (the standby); and a run that finishes in seconds.
 LONG = ("linear-regression", 1e-5, 500, 1, "32", "SGD", True)
 SHORT = ("linear-regression", 1e-5, 20, 5, "32", "SGD", True)
 WARMUP = 20  # requests before the "before" memory reading: imports and first allocations are not growth
@@ -118,6 +122,18 @@ def space_load(name: str, args, tmp: Path) -> None:
     env |= {"TMPDIR": str(work / "tmp"), "GRADIO_TEMP_DIR": str(work / "gradio")}
     request = factory(work)
     per_client = math.ceil(args.requests / args.clients)
+    step = max(1, per_client * args.clients // args.checkpoints)
+    readings, done, lock = [], itertools.count(1), threading.Lock()  # (requests answered, RSS MiB)
+
+    def counted(api, index, k):  # the server's memory after every `step` answers: a plateau or a climb
+        try:
+            request(api, index, k)
+        finally:
+            with lock:
+                answered = next(done)
+                if answered % step == 0:
+                    readings.append((answered, server.rss_mb()[0]))
+
     report = Report()
     with serve(app, env) as server:
         clients = [client(server.url, work / "downloads") for _ in range(args.clients)]
@@ -125,12 +141,13 @@ def space_load(name: str, args, tmp: Path) -> None:
             request(clients[k % len(clients)], k, 0)
         before, _ = server.rss_mb()
         start = time.perf_counter()
-        report.concurrent(clients, request, per_client, server, before)
+        report.concurrent(clients, counted, per_client, server, before)
         report.row("wall time of the load", f"{time.perf_counter() - start:.0f} s")
         after, _ = server.rss_mb()
         alive = server.alive()
     report.row(f"RSS growth over the load (after {WARMUP} warm-up requests)", f"{after - before:+.0f} MiB",
                f"{before:.0f} -> {after:.0f} MiB", report.verdict(after - before, RSS_GROWTH_MIB))
+    report.row("RSS growth after N requests (N: MiB)", "", "  ".join(f"{n}: {rss - before:+.0f}" for n, rss in readings))
     outputs = folder_mib(next((work / "tmp").glob(f"zero-to-gans-{name}-*"), work / "tmp" / "none"))
     cache = folder_mib(work / "gradio")
     report.row("output folder after (MiB, files)", f"{outputs[0]:.1f} MiB", f"{outputs[1]} files")
@@ -184,6 +201,9 @@ def playground_load(args, tmp: Path) -> None:
     stopped = sum(status.startswith("**Stopped** by the time limit") for status in statuses.values())
     report.row(f"{args.visitors} visitors at once: runs, stopped by the cap", f"{len(lives)}",
                f"{stopped} stopped by the cap", f"= {args.visitors}: {'ok' if stopped == args.visitors else 'MISSED'}")
+    for index, status in sorted(statuses.items()):
+        if not status.startswith("**Stopped** by the time limit"):
+            report.errors.append(f"visitor {index}: {status[:160]!r}")
     report.row("places in the queue shown (visitor: highest place)", f"{len(places)} visitors",
                " ".join(f"{places[i]}" for i in sorted(places)) or "none")
     report.row("overlapping runs (worker processes' start and exit)", f"{overlaps}", "", f"= 0: {'ok' if not overlaps else 'MISSED'}")
@@ -254,10 +274,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--requests", type=int, default=1000, help="requests per Space (digits, cifar10, faces)")
     p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--checkpoints", type=int, default=8,
+                   help="readings of the server's memory during the load (a plateau shows as equal ones)")
     p.add_argument("--only", default="digits,cifar10,faces,playground")
     p.add_argument("--random-weights", action="store_true", help="untrained weights for every model")
     p.add_argument("--visitors", type=int, default=10, help="playground visitors pressing Train at once")
-    p.add_argument("--cap", type=float, default=10, help="the playground's wall-clock cap per run, seconds")
+    p.add_argument("--cap", type=float, default=6, help="the playground's wall-clock cap per run, seconds")
     p.add_argument("--data-dir", help="MNIST for the playground's runs (default: the smoke profile's data)")
     args = p.parse_args()
     wanted = args.only.split(",")

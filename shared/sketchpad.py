@@ -3,9 +3,9 @@
     from shared import sketchpad
     canvas = sketchpad.build("digit-canvas", label="Canvas", side=560)
     ...
-    demo.load(None, js=sketchpad.page_js(canvas))
-    canvas.change(predict, ..., js=sketchpad.drop_cleared_drawing_js(canvas))
-    clear_button.click(lambda: (sketchpad.empty_value(), ...), ...)
+    reading = canvas.change(predict, ..., preprocess=False, js=sketchpad.drop_cleared_drawing_js(canvas))
+    # in predict(value, ...): image = sketchpad.drawing(canvas, value)
+    sketchpad.wire_clear(demo, canvas, clear_button, outputs, lambda: (None, None, ""), readings=[reading])
 
 What Gradio 6.31's editor does on its own, measured in Chromium, and what this module changes:
 
@@ -115,6 +115,48 @@ def drop_cleared_drawing_js(canvas) -> str:
   return [undo && undo.disabled ? null : sketch, ...rest];
 }}
 """
+
+
+def drawing(canvas, value):
+    """What an event of `canvas` (made by `build`) run with preprocess=False received -> a PIL image,
+    or None for an empty canvas; raises gr.Error with a message for a person.
+
+    `value`: from the browser, the editor value as blobs it uploaded beforehand (`id` set: the
+    component decodes them, at the canvas size); from an API client or a test, a Sketchpad value
+    {"background", "layers", "composite"} of images or files, left to `shared.images` (sizes
+    checked from the header, any mode); or a PIL image or array as it is.
+    """
+    import gradio as gr
+
+    from shared.images import describe_error, editor_image
+
+    try:
+        if isinstance(value, dict) and value.get("id"):
+            value = canvas.preprocess(canvas.data_model.model_validate(value))
+        return editor_image(value) if isinstance(value, dict) else value
+    except Exception as error:  # noqa: BLE001  (worded for a person; ImageError says what was wrong)
+        raise gr.Error(describe_error(error), print_exception=False) from None
+
+
+def wire_clear(demo, canvas, clear_button, outputs: list, cleared, *, readings: list, others: tuple = ()) -> None:
+    """Everything that empties `canvas` (made by `build`), the same way in every Space.
+
+    - `clear_button` (the page's Clear, endpoint `/clear`) empties the canvas (`empty_value`),
+      sets the `others` inputs to None and `outputs` to `cleared()`;
+    - the canvas's own trash button, which empties the canvas itself, sets `outputs` to
+      `cleared()` (a private endpoint, `clear_outputs`);
+    - both cancel the `readings` (the events that read the canvas): one still running would
+      otherwise land after the Clear and show the old digit's reading beside an empty canvas;
+    - the page keeps the brush picked (`page_js`), on load and after either of them.
+    """
+    def clear_all():
+        return empty_value(), *(None for _ in others), *cleared()
+
+    clear_button.click(clear_all, None, [canvas, *others, *outputs], api_name="clear", show_progress="hidden",
+                       cancels=readings)
+    canvas.clear(cleared, None, outputs, api_name="clear_outputs", api_visibility="private",
+                 show_progress="hidden", cancels=readings)
+    demo.load(None, js=page_js(canvas))
 
 
 def empty_value() -> dict:

@@ -62,8 +62,73 @@ def test_entries_younger_than_min_age_stay_whatever_their_number(outputs):
     assert all(Path(p).exists() for p in paths)  # Gradio may not have copied them yet
 
 
+def folder_bytes(outputs) -> int:
+    return sum(p.stat().st_size for p in outputs.folder.rglob("*") if p.is_file())
+
+
+def test_the_folder_is_bounded_by_size_oldest_first_never_a_young_entry():
+    """A 3 MiB bound and 1 MiB outputs (a faces ZIP is a tenth of that): pruning does not wait for
+    `prune_every`, the oldest go first, a burst younger than `min_age` stays whole, and once it has
+    aged the next write brings the folder back within the bound."""
+    outputs = OutputFiles("test", max_entries=1000, max_bytes=3 * 2**20, min_age=5, prune_every=3600)
+    first = [outputs.write(os.urandom(2**20), "grid.png") for _ in range(3)]
+    for i, path in enumerate(first):
+        age(path, 60 - i)  # the first the oldest
+    fourth = outputs.write(os.urandom(2**20), "grid.png")
+    assert [Path(p).exists() for p in first] == [False, True, True] and Path(fourth).exists()
+    assert folder_bytes(outputs) == 3 * 2**20
+
+    burst = [outputs.write(os.urandom(2**20), "faces.zip") for _ in range(4)]
+    assert not any(Path(p).exists() for p in first)  # old enough to go
+    assert all(Path(p).exists() for p in [fourth, *burst])  # younger than min_age: Gradio may not have its copy
+    assert folder_bytes(outputs) == 5 * 2**20
+    for path in [fourth, *burst]:
+        age(path, 30)
+    last = outputs.write(os.urandom(2**20), "faces.zip")
+    assert Path(last).exists() and Path(burst[-1]).exists() and not Path(burst[0]).exists()
+    assert folder_bytes(outputs) == 3 * 2**20
+
+
 def test_the_folder_goes_when_the_process_exits(tmp_path):
     code = "from shared.serving import OutputFiles; o = OutputFiles('exit'); print(o.write(b'x', 'x.png'))"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                             cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert not Path(result.stdout.strip()).parent.parent.exists()
+
+
+RETAINED = """
+import sys, threading, time
+from shared import serving
+if sys.argv[1] == "launch":  # what serving.launch does before the server starts its threads
+    serving.TRIM_EVERY = 0.2
+    serving._give_freed_memory_back()
+
+def rss():
+    return int(open("/proc/self/status").read().split("VmRSS:")[1].split()[0]) / 1024
+
+def request(kept):  # a request's worth of allocations in a thread of its own, most freed at its end
+    chunks = [bytearray(64 * 1024) for _ in range(512)]  # 32 MiB, in malloc's arenas (not mmap)
+    kept.extend(chunks[::16])  # a few outlive it, scattered: an arena cannot shrink from its top
+
+start, kept = rss(), []
+threads = [threading.Thread(target=request, args=(kept,)) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+time.sleep(1)
+print(rss() - start)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc, read from /proc")
+def test_memory_freed_by_requests_in_many_threads_goes_back_to_the_system():
+    """Eight threads, each allocating 32 MiB and freeing 15/16 of it: a plain process keeps most of
+    the freed memory (in eight arenas); one that did what `launch` does gives it back."""
+    def retained(mode: str) -> float:
+        result = subprocess.run([sys.executable, "-c", RETAINED, mode], capture_output=True, text=True, check=True,
+                                cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return float(result.stdout)
+
+    plain, served = retained("plain"), retained("launch")
+    assert plain > 80 and served < plain / 3, (plain, served)

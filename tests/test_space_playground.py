@@ -286,24 +286,36 @@ def capped_server(tmp_path_factory):
 
 
 class WorkerWatch:
-    """Samples the server's child processes every 20 ms (from /proc): the most training processes
-    (multiprocessing spawn children) ever alive at once."""
+    """Samples the server's child processes every 20 ms (from /proc): the training processes
+    (multiprocessing spawn children: runs, and the standby waiting for the next one) alive when."""
 
     def __init__(self, server_pid: int):
-        self.server_pid, self.most, self.seen, self._done = server_pid, 0, set(), threading.Event()
+        self.server_pid, self.samples, self._done = server_pid, [], threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self):
         while not self._done.wait(0.02):
-            alive = set()
+            at, alive = time.time(), set()  # the time before the look: see `most_training`
             for stat in Path("/proc").glob("[0-9]*/stat"):
                 with contextlib.suppress(OSError, ValueError, IndexError):
                     if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == self.server_pid and \
                             b"spawn_main" in (stat.parent / "cmdline").read_bytes():
                         alive.add(int(stat.parent.name))
-            self.seen |= alive
-            self.most = max(self.most, len(alive))
+            self.samples.append((at, alive))
+
+    @property
+    def seen(self) -> set[int]:
+        return set().union(*(alive for _, alive in self.samples))
+
+    @property
+    def most(self) -> int:
+        return max(len(alive) for _, alive in self.samples)
+
+    def most_training(self, lives) -> int:
+        """The most processes alive at once that had been handed a run (`worker_lives`) by then."""
+        started = {pid: start for pid, start, _ in lives}
+        return max(sum(pid in started and started[pid] <= at for pid in alive) for at, alive in self.samples)
 
     def close(self):
         self._done.set()
@@ -336,7 +348,8 @@ def test_the_cap_stops_a_run_and_the_next_starts_after_its_process_exited(capped
     (pid1, start1, end1), (pid2, start2, end2) = lives
     assert end1 - start1 < CAP + 5 and end2 - start2 < CAP + 5
     assert start2 >= end1, lives  # the first process had exited (joined) before the second started
-    assert watch.most == 1 and {pid1, pid2} <= watch.seen
+    # Never two runs' processes at once; at most one more, the standby that waits for the next run.
+    assert watch.most_training(lives) == 1 and watch.most <= 2 and {pid1, pid2} <= watch.seen
     assert Path(second.predict(api_name="/download")).is_file()
 
 
@@ -373,6 +386,54 @@ def test_a_worker_killed_mid_run_gets_a_plain_message_and_the_next_one_trains(sm
         assert "linear-regression/model.safetensors" in zipped.namelist()
     updates = outputs_of(api.submit(*QUICK_SMOKE, api_name="/train"), 60)
     assert updates[-1][1].startswith("**Done**"), updates[-1][1]
+
+
+def standbys(server) -> list[tuple[int, float]]:
+    """(pid, start) of every standby training process the server started, from its log."""
+    return [(int(pid), float(at)) for pid, at in
+            re.findall(r"\[playground\] standby (\d+) started at ([\d.]+)", server.log())]
+
+
+def test_a_run_takes_the_waiting_standby_and_a_killed_standby_is_replaced(smoke_server, tmp_path):
+    """A training process waits, torch imported, before anyone presses Train (the standby). Killed
+    while it waits, it is replaced; the next run is given the replacement, a process that was alive
+    before Train was pressed, and trains normally; once that run's process has exited, a new
+    standby waits."""
+    until(lambda: standbys(smoke_server), "a standby from the server's launch", 60)
+    killed, _ = standbys(smoke_server)[-1]
+    os.kill(killed, signal.SIGKILL)
+    until(lambda: standbys(smoke_server)[-1][0] != killed, "the killed standby replaced", 30)
+    assert f"standby {killed} exited with code -9 before it was used" in smoke_server.log()
+    replacement, born = standbys(smoke_server)[-1]
+    pressed = time.time()
+    updates = outputs_of(client(smoke_server.url, tmp_path).submit(*QUICK_SMOKE, api_name="/train"), 60)
+    assert updates[-1][1].startswith("**Done**"), updates[-1][1]
+    pid, start, end = worker_lives(smoke_server.log())[-1]
+    assert pid == replacement and born < pressed <= start, (pid, replacement, born, pressed, start)
+    until(lambda: standbys(smoke_server)[-1][0] not in (killed, replacement), "a new standby after the run", 30)
+    assert standbys(smoke_server)[-1][1] >= end  # started once the run's process had exited
+
+
+def test_a_killed_server_leaves_no_training_process_behind(tmp_path):
+    """The server SIGKILLed, with no chance to clean up: its standby, waiting for a run, reads the
+    end of its control pipe and exits (a run's process does the same: see training/worker.py)."""
+    env = {"ZTG_PLAYGROUND_PROFILE": "smoke", "ZTG_DATA_DIR": str(tmp_path), **NO_NETWORK}
+
+    def running(pid: int) -> bool:  # a zombie has exited (whoever adopted it may never reap it)
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    with serve(APP, env) as server:
+        until(lambda: standbys(server), "a standby from the server's launch", 60)
+        standby, _ = standbys(server)[-1]
+        os.kill(server.process.pid, signal.SIGKILL)
+        try:
+            until(lambda: not running(standby), "the standby exits with its server", 60)
+        finally:
+            with contextlib.suppress(ProcessLookupError):  # whatever is left of the group, if the test failed
+                os.killpg(server.process.pid, signal.SIGKILL)
 
 
 def test_progress_rows_come_by_the_clock_not_the_batch_count(tmp_path):

@@ -13,6 +13,17 @@ server), sets its own torch threads, and sends every progress row, with the less
 data after each epoch (`PLAYGROUND.picture.take`), then its end: ("done", metrics),
 ("stopped", None) or ("failed", a message for the visitor).
 
+The standby. Starting that interpreter and importing torch, Accelerate and the lessons takes
+seconds (most of the wait before a visitor's first curve point), so once `keep_standby()` was
+called a child is started ahead of time: it imports all that and then waits, doing nothing,
+for its run's job on its control pipe. `start()` hands the job to it (or to a fresh child
+when there is none, or it died); when a run's child has exited, the next standby is started
+(not sooner: its imports would take the cores from the run). A standby is only ever given a
+job under the one-at-a-time lock, after the previous child has exited, so it never trains
+beside another run; one that dies while it waits is replaced (after STANDBY_RETRY seconds,
+doubling while they keep dying, so a broken install does not spin), and one whose server is
+gone reads the end of its control pipe and exits.
+
 The wall-clock cap is the server's: at `max_seconds` (or on `stop()`) the child is asked to
 stop after its current batch (it saves a checkpoint and ends, as on SIGTERM at the command
 line); still alive STOP_GRACE seconds later it gets SIGTERM, which ends it at once, and
@@ -27,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import re
@@ -40,7 +52,9 @@ from pathlib import Path
 LOG_LINE = re.compile(r"\[playground\] worker (\d+) \(([\w-]+)\) (started|exited with code -?\d+) at ([\d.]+)")
 STOP_GRACE = 3.0  # seconds from the stop request to SIGTERM (a stop saves a checkpoint first)
 KILL_GRACE = 1.0  # seconds from SIGTERM to SIGKILL
+STANDBY_RETRY = 1.0  # seconds before replacing a standby that died while it waited (then 2, 4, ... 300)
 ONE_AT_A_TIME = threading.Lock()  # held from a child's start until it has exited
+_SPAWNING = threading.Lock()
 
 
 class Worker:
@@ -67,18 +81,18 @@ class Worker:
         return self.process is not None and not self._finished.is_set()
 
     def start(self) -> None:
-        """Start the child once the previous one has exited (blocks until then)."""
+        """Hand the run to the standby (or a fresh child) once the previous child has exited (blocks
+        until then)."""
         ONE_AT_A_TIME.acquire()
         try:
-            context = multiprocessing.get_context("spawn")
-            self._rows, rows_out = context.Pipe(duplex=False)
-            control_in, self._control = context.Pipe(duplex=False)
-            self.process = context.Process(target=_child, args=(self._job, rows_out, control_in),
-                                           name=f"train-{self.lesson}", daemon=True)
-            with _light_main():
-                self.process.start()
-            rows_out.close()  # the child holds the only writer: its exit is our end of file
-            control_in.close()
+            child = STANDBY.take()
+            try:
+                child.control.send(self._job)
+            except OSError:  # it died between the look and the send: the visitor never knows
+                child.discard()
+                child = _Child()
+                child.control.send(self._job)
+            self.process, self._rows, self._control = child.process, child.rows, child.control
         except BaseException:
             ONE_AT_A_TIME.release()
             raise
@@ -141,6 +155,10 @@ class Worker:
                 self.process.join()
             self._rows.close()
             self._control.close()
+            try:  # before the next run may start: it takes this standby
+                STANDBY.replenish()
+            except Exception as error:  # noqa: BLE001  (the next run starts a fresh child instead)
+                print(f"[playground] no standby: {type(error).__name__}: {error}", file=sys.stderr, flush=True)
             ONE_AT_A_TIME.release()
             self._events.put((*self._outcome(end), None))
             self._finished.set()
@@ -167,34 +185,126 @@ class Worker:
         return "failed", "The training process ended without a result (the server's log says why)."
 
 
+class _Child:
+    """A spawned child (see `_child`), its two pipes: `rows` from it, `control` to it (the job, then
+    "stop"). Until it is sent a job it only imports."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")
+        self.rows, rows_out = context.Pipe(duplex=False)
+        control_in, self.control = context.Pipe(duplex=False)
+        self.process = context.Process(target=_child, args=(rows_out, control_in), name="train", daemon=True)
+        with _light_main():
+            self.process.start()
+        rows_out.close()  # the child holds the only writer: its exit is our end of file
+        control_in.close()
+        self.born = time.monotonic()
+
+    def discard(self) -> None:
+        """After it has died unused."""
+        self.process.join()
+        self.rows.close()
+        self.control.close()
+
+
+class _Standby:
+    """At most one child kept ready for the next run (see the module docstring)."""
+
+    def __init__(self):
+        self.wanted, self.child, self.retry = False, None, STANDBY_RETRY
+        self._lock = threading.Lock()
+
+    def keep(self) -> None:
+        self.wanted = True
+        self.replenish()
+
+    def take(self) -> _Child:
+        """The standby if it lives, else a fresh child; either way no standby is left."""
+        with self._lock:
+            child, self.child = self.child, None
+            if child is not None and child.process.is_alive():
+                self.retry = STANDBY_RETRY  # it was healthy: a later death is retried quickly again
+                return child
+        if child is not None:  # it died a moment ago, before its watcher looked
+            child.discard()
+        return _Child()
+
+    def replenish(self) -> None:
+        with self._lock:
+            if not self.wanted or self.child is not None:
+                return
+            self.child = child = _Child()
+        print(f"[playground] standby {child.process.pid} started at {time.time():.3f}", file=sys.stderr, flush=True)
+        threading.Thread(target=self._watch, args=(child,), name="standby", daemon=True).start()
+
+    def _watch(self, child: _Child) -> None:
+        multiprocessing.connection.wait([child.process.sentinel])  # readable once it has exited
+        with self._lock:
+            if self.child is not child:
+                return  # taken: its Worker watches it now
+            self.child = None
+            if time.monotonic() - child.born > 300:
+                self.retry = STANDBY_RETRY  # a long life: not a crash loop
+            delay, self.retry = self.retry, min(2 * self.retry, 300)
+        child.discard()
+        print(f"[playground] standby {child.process.pid} exited with code {child.process.exitcode} before it was "
+              f"used; another in {delay:g} s", file=sys.stderr, flush=True)
+        time.sleep(delay)
+        # Not while a run trains (its imports would take the run's cores): that run's end starts one.
+        if ONE_AT_A_TIME.acquire(blocking=False):
+            try:
+                self.replenish()
+            finally:
+                ONE_AT_A_TIME.release()
+
+
+STANDBY = _Standby()
+
+
+def keep_standby() -> None:
+    """From now on, keep a child ready for the next run (the server calls this once, at launch)."""
+    STANDBY.keep()
+
+
 @contextlib.contextmanager
 def _light_main():
     """While a child starts: `spawn` runs the parent's __main__ again in the child before the
     target, which for `python app.py` would import Gradio and build the whole page. Naming this
     module as __main__ instead makes the child import only what the run needs."""
-    main = sys.modules["__main__"]
-    sys.modules["__main__"] = sys.modules[__name__]
-    try:
-        yield
-    finally:
-        sys.modules["__main__"] = main
+    with _SPAWNING:  # two at once would restore each other's substitute
+        main = sys.modules["__main__"]
+        sys.modules["__main__"] = sys.modules[__name__]
+        try:
+            yield
+        finally:
+            sys.modules["__main__"] = main
 
 
 # ---- the child ----------------------------------------------------------------------------------
 
 
-def _child(job: dict, rows, control) -> None:
-    """The child's whole life: build the run, train, send rows and the end through `rows`."""
+def _child(rows, control) -> None:
+    """The child's whole life: import what every run needs (as the standby, this is where it
+    waits), take its job from `control`, train, send rows and the end through `rows`."""
+    began = time.monotonic()
     from training import sleeping_openmp_waits
 
     sleeping_openmp_waits()  # this fresh interpreter has not loaded torch yet
     import torch
 
-    torch.set_num_threads(job["threads"])
+    from training import playground
     from training.cli import lesson_module, make_run
     from training.data import DataNotFound
     from training.run import NonFiniteLoss, TrainingStopped
 
+    playground.offered()  # imports every lesson offered, and with them what they use (matplotlib, ...)
+    print(f"[playground] training process {os.getpid()} ready at {time.time():.3f} (imports took "
+          f"{time.monotonic() - began:.1f} s)", file=sys.stderr, flush=True)
+    try:
+        job = control.recv()
+    except (EOFError, OSError):
+        return  # never used: the server is gone
+    torch.set_num_threads(job["threads"])
     lesson = job["lesson"]
     settings = getattr(lesson_module(lesson), "PLAYGROUND", None)
     picture = settings.picture if settings is not None else None

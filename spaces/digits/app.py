@@ -26,13 +26,7 @@ from PIL import Image
 # shared/: in a deployed Space the copy next to this file (a script's own folder leads the
 # import path); in a clone the installed project (`make setup`, an editable install).
 from shared import sketchpad
-from shared.images import (
-    ImageError,
-    describe_error,
-    editor_image,
-    install_decoder_limits,
-    open_image,
-)
+from shared.images import ImageError, install_decoder_limits, open_image
 from shared.preprocessing import sketch_to_mnist
 from shared.serving import DELETE_CACHE, OutputFiles, launch, queue
 from shared.weights import load_models
@@ -74,17 +68,13 @@ def preview_file(pixels) -> str:
     return OUTPUTS.png(Image.fromarray(pixels.repeat(PREVIEW_SCALE, 0).repeat(PREVIEW_SCALE, 1)), "input.png")
 
 
-def predict_sketch(sketch, model_name: str):
+def predict_sketch(value, model_name: str):
     """A drawing -> top-3 digits, the 28x28 image the model sees, a message.
 
-    sketch: a PIL image or array, or a Sketchpad value {"background", "layers", "composite"}
-    of images or files; None or a blank canvas asks for a drawing.
+    value: a PIL image or array, or a Sketchpad value {"background", "layers", "composite"}
+    of images or files (the browser's, as blobs, too); None or a blank canvas asks for a drawing.
     """
-    try:
-        image = editor_image(sketch) if isinstance(sketch, dict) else sketch
-    except ImageError as error:
-        raise gr.Error(str(error), print_exception=False) from None
-    return classify(image, model_name)
+    return classify(sketchpad.drawing(sketch, value), model_name)
 
 
 def predict_photo(photo, model_name: str):
@@ -103,16 +93,7 @@ def predict_photo(photo, model_name: str):
 # The events run with preprocess=False, so Gradio decodes no image itself: a file from an API
 # client reaches `shared.images` undecoded (its size is checked from the header, its mode
 # handled, its errors worded for a person). Only the browser's own canvas, posted as PNG blobs
-# of the canvas size, is decoded by the Sketchpad component.
-
-
-def sketch_event(payload: dict | None, model_name: str):
-    if payload and payload.get("id"):  # the browser: blobs posted to the component beforehand
-        try:
-            payload = sketch.preprocess(sketch.data_model.model_validate(payload))
-        except Exception as error:  # noqa: BLE001
-            raise gr.Error(describe_error(error), print_exception=False) from None
-    return predict_sketch(payload, model_name)
+# of the canvas size, is decoded by the Sketchpad component (`shared.sketchpad.drawing`).
 
 
 def photo_event(payload: dict | None, model_name: str):
@@ -123,11 +104,11 @@ def model_event(source: str, sketch_payload, photo_payload, model_name: str):
     """Rerun the prediction of the input in view (after the model was changed)."""
     if source == "photo":
         return photo_event(photo_payload, model_name)
-    return sketch_event(sketch_payload, model_name)
+    return predict_sketch(sketch_payload, model_name)
 
 
 def show_sketch(sketch_payload, model_name):
-    return (*sketch_event(sketch_payload, model_name), "sketch")
+    return (*predict_sketch(sketch_payload, model_name), "sketch")
 
 
 def show_photo(photo_payload, model_name):
@@ -136,10 +117,6 @@ def show_photo(photo_payload, model_name):
 
 def clear_outputs():
     return None, None, DRAW_PROMPT
-
-
-def clear():
-    return sketchpad.empty_value(), None, *clear_outputs()
 
 
 with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE) as demo:
@@ -170,7 +147,7 @@ with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE)
 
     predictions = [
         # The drawing is read and uploaded before the request goes out: a Clear in between sends none.
-        sketch.change(sketch_event, [sketch, model], outputs, api_name="predict_sketch", preprocess=False,
+        sketch.change(predict_sketch, [sketch, model], outputs, api_name="predict_sketch", preprocess=False,
                       trigger_mode="always_last", show_progress="hidden",
                       js=sketchpad.drop_cleared_drawing_js(sketch)),
         photo.change(photo_event, [photo, model], outputs, api_name="predict_photo", preprocess=False,
@@ -182,12 +159,8 @@ with gr.Blocks(title="Zero to GANs: digit sketchpad", delete_cache=DELETE_CACHE)
                     api_visibility="private", preprocess=False, show_progress="hidden")
     photo_tab.select(show_photo, [photo, model], [*outputs, source], api_name="show_photo",
                      api_visibility="private", preprocess=False, show_progress="hidden")
-    # A prediction still running when the canvas is emptied would land after the Clear: cancel it.
-    clear_button.click(clear, None, [sketch, photo, *outputs], api_name="clear", show_progress="hidden",
-                       cancels=predictions)
-    sketch.clear(clear_outputs, None, outputs, api_name="clear_outputs", api_visibility="private",
-                 show_progress="hidden", cancels=predictions)  # the canvas's own trash button
-    demo.load(None, js=sketchpad.page_js(sketch))  # the brush always on, the canvas all drawing area
+    # Clear also empties the photo; the brush stays picked.
+    sketchpad.wire_clear(demo, sketch, clear_button, outputs, clear_outputs, readings=predictions, others=(photo,))
 
 queue(demo)
 

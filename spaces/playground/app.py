@@ -8,10 +8,12 @@ The lessons, their settings, bounds and pictures are what each lesson declares a
 (training/playground.py): no lesson is named here. A run is the lesson's own code, built by
 `training.cli.make_run` as `python -m training` builds it (profile `cpu`, or `smoke` with
 $ZTG_PLAYGROUND_PROFILE, plus the visitor's settings as `--key=value` overrides), in a process
-of its own (training/worker.py); Train streams its rows as a curve, a status line and the
-lesson's picture. Stop asks it to save a checkpoint after the current batch. The checkpoint
-folder can be tried here, downloaded as a ZIP or pushed to the visitor's Hub account with their
-OAuth token (a stopped run too; its card says where it stopped), once the run is over.
+of its own (training/worker.py) that was started before Train with torch and the lessons
+imported (the standby; ZTG_PLAYGROUND_STANDBY=0 saves its memory and starts each run's process
+on Train, seconds later). Train streams its rows as a curve, a status line and the lesson's
+picture; Stop asks it to save a checkpoint after the current batch. The checkpoint folder can be
+tried here, downloaded as a ZIP or pushed to the visitor's Hub account with their OAuth token
+(a stopped run too; its card says where it stopped), once the run is over.
 
 Limits, enforced here and not only by the widgets: one run at a time (others see their place in
 the queue; a run's process has exited before the next starts), every setting within the
@@ -35,6 +37,7 @@ API (every endpoint named):
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import tempfile
@@ -48,13 +51,12 @@ import torch
 # shared/ and training/: in a deployed Space the copies next to this file (a script's own folder
 # leads the import path); in a clone the installed project (`make setup`, an editable install).
 from shared import serving, sketchpad
-from shared.images import ImageError, describe_error, editor_image
 from shared.models import MODELS
 from shared.preprocessing import sketch_to_mnist
 from shared.weights import load_models
 from training import playground
 from training.playground import Number, Refused
-from training.worker import Worker
+from training.worker import Worker, keep_standby
 
 HERE = Path(__file__).resolve().parent
 
@@ -85,8 +87,9 @@ PUBLISHED, PUBLISHED_MISSING = load_models([n for n, s in OFFERED.items() if s.t
 RUNS: dict[str, Worker] = {}  # a visitor's folder name -> their latest run
 
 
-def refuse(error: Exception):
-    return gr.Error(str(error), print_exception=False)
+def refuse(message) -> gr.Error:
+    """An error for the page: its message only (no traceback in the server's log either)."""
+    return gr.Error(str(message), print_exception=False)
 
 
 # ---- a run, streamed -----------------------------------------------------------------------------
@@ -144,16 +147,23 @@ def finished_run(request, idle: bool = False) -> Worker:
     a ZIP or a push, which read the whole folder (a run replaces it by renames after every epoch)."""
     worker = RUNS.get(_key(request))
     if idle and worker is not None and worker.alive:
-        raise gr.Error("Your run is still training: press Stop (the model so far is kept) or let it "
-                       "finish, then take it home.", print_exception=False)
+        raise refuse("Your run is still training: press Stop (the model so far is kept) or let it finish, "
+                     "then take it home.")
     if worker is None or not (worker.checkpoint / "model.safetensors").is_file():
-        raise gr.Error("Train a model first (nothing of yours is saved yet).", print_exception=False)
+        raise refuse("Train a model first (nothing of yours is saved yet).")
     return worker
 
 
 def trained_model(worker: Worker):
-    """The visitor's model, from its checkpoint folder (strict, safetensors, eval mode)."""
-    return MODELS[worker.lesson].from_pretrained(worker.checkpoint)
+    """The visitor's model, from its checkpoint folder (strict, safetensors, eval mode), loaded
+    once per checkpoint: a canvas asks on every stroke, and a run rewrites the folder each epoch."""
+    weights = worker.checkpoint / "model.safetensors"
+    return _checkpoint(worker.lesson, str(worker.checkpoint), weights.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4)  # a few visitors trying their models at once; MNIST models are small
+def _checkpoint(lesson: str, folder: str, mtime_ns: int):
+    return MODELS[lesson].from_pretrained(Path(folder))
 
 
 def top3(model, tensor) -> dict[str, float]:
@@ -170,14 +180,7 @@ def predict(sketch, request: gr.Request):
         return None, None, "Train a model first, then draw a digit here."
     if OFFERED[worker.lesson].tried_with != "drawing":
         return None, None, f"{worker.lesson} does not read digits; train an MNIST classifier to try this."
-    try:
-        if isinstance(sketch, dict) and sketch.get("id"):  # the browser's canvas, posted as blobs
-            sketch = canvas.preprocess(canvas.data_model.model_validate(sketch))
-        image = editor_image(sketch) if isinstance(sketch, dict) else sketch
-    except ImageError as error:
-        raise refuse(error) from None
-    except Exception as error:  # noqa: BLE001
-        raise gr.Error(describe_error(error), print_exception=False) from None
+    image = sketchpad.drawing(canvas, sketch)
     digit = sketch_to_mnist(image) if image is not None else None
     if digit is None:
         return None, None, "Draw a digit (0-9) on the canvas."
@@ -194,15 +197,6 @@ def predict(sketch, request: gr.Request):
     return mine, theirs, note
 
 
-def clear_readings():
-    return None, None, ""
-
-
-def clear_drawing():
-    """An empty canvas (see `shared.sketchpad.empty_value`) and no readings."""
-    return sketchpad.empty_value(), *clear_readings()
-
-
 SEED = Number("seed", 0, 0, 2**31 - 1, integer=True)
 
 
@@ -213,7 +207,7 @@ def generate(seed, request: gr.Request):
     worker = finished_run(request)
     if OFFERED[worker.lesson].tried_with != "seed":
         generators = ", ".join(name for name, settings in OFFERED.items() if settings.tried_with == "seed")
-        raise gr.Error(f"Train {generators} first to generate digits.", print_exception=False)
+        raise refuse(f"Train {generators} first to generate digits.")
     try:
         seed = SEED.check("Seed", seed)
     except Refused as error:
@@ -244,9 +238,7 @@ def push(repo_name, request: gr.Request, profile: gr.OAuthProfile | None, oauth_
 
 def leave(request: gr.Request) -> None:
     """The tab was closed: stop the visitor's run (the checkpoint stays until pruned)."""
-    worker = RUNS.get(_key(request))
-    if worker is not None:
-        worker.stop()
+    stop(request)
 
 
 def _key(request) -> str:
@@ -332,10 +324,8 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=serving.D
                     "model card says where it stopped.")
         download_button = gr.Button("Download the checkpoint (ZIP)", elem_id="download-button")
         archive = gr.File(label="Checkpoint", elem_id="archive")
-        if ON_SPACE:
-            gr.LoginButton()
-        else:
-            gr.Markdown("Signing in with Hugging Face works on a Space; here, download the ZIP.")
+        gr.LoginButton() if ON_SPACE else gr.Markdown("Signing in with Hugging Face works on a Space; here, "
+                                                      "download the ZIP.")
         repo_name = gr.Textbox("zero-to-gans-playground", label="Repo name in your account", elem_id="repo-name")
         push_button = gr.Button("Push to my account", elem_id="push-button")
         pushed = gr.Markdown(elem_id="pushed")
@@ -350,18 +340,16 @@ with gr.Blocks(title="Zero to GANs: training playground", delete_cache=serving.D
     readings = [canvas.change(predict, canvas, [mine, theirs, verdict], api_name="predict", preprocess=False,
                               trigger_mode="always_last", show_progress="hidden",
                               js=sketchpad.drop_cleared_drawing_js(canvas))]
-    # A reading still running when the canvas is emptied would land after the Clear: cancel it.
-    clear_button.click(clear_drawing, None, [canvas, mine, theirs, verdict], api_name="clear",
-                       show_progress="hidden", cancels=readings)
-    canvas.clear(clear_readings, None, [mine, theirs, verdict], api_name="clear_readings",
-                 api_visibility="private", show_progress="hidden", cancels=readings)  # the canvas's trash button
+    sketchpad.wire_clear(demo, canvas, clear_button, [mine, theirs, verdict], lambda: (None, None, ""),
+                         readings=readings)
     generate_button.click(generate, seed, grid, api_name="generate")
     download_button.click(download, None, archive, api_name="download")
     push_button.click(push, repo_name, pushed, api_name="push")
-    demo.load(None, js=sketchpad.page_js(canvas))  # the brush always on, the canvas all drawing area
     demo.unload(leave)
 
 serving.queue(demo, max_size=QUEUE_SIZE)
 
 if __name__ == "__main__":
+    if os.environ.get("ZTG_PLAYGROUND_STANDBY", "1") != "0":
+        keep_standby()  # a training process with torch imported, waiting for the next Train
     serving.launch(demo)
