@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as a training process runs (training.sleeping_openmp_waits)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the course loader's workers share the cores (training.sleeping_openmp_waits)
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402

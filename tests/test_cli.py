@@ -21,23 +21,26 @@ def test_help_lists_lessons_and_the_lessons_settings():
         assert text in out
 
 
-def test_importing_training_leaves_openmp_alone_and_the_command_line_makes_its_threads_sleep():
-    """OMP_WAIT_POLICY=PASSIVE is the training process's (training.sleeping_openmp_waits), set by
-    `python -m training` before torch loads, not by an import (a Space, a notebook, the tests)."""
+def test_openmp_threads_sleep_only_where_processes_share_the_cores():
+    """OMP_WAIT_POLICY=PASSIVE (training.sleeping_openmp_waits) is set by `python -m training`
+    before torch loads when torchrun or accelerate launch start several processes on one machine;
+    a lone process and an import (a Space, a notebook, the tests) leave OpenMP's default."""
     import os
     import subprocess
     import sys
 
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "LOCAL_WORLD_SIZE")}
     imported = "import os, training, training.cli, training.run; print(os.environ.get('OMP_WAIT_POLICY'))"
     out = subprocess.run([sys.executable, "-c", imported], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
     entry = ("import atexit, os, runpy, sys; sys.argv = ['training', '--help']; "
              "atexit.register(lambda: print('policy', os.environ.get('OMP_WAIT_POLICY'))); "
              "runpy.run_module('training', run_name='__main__')")
-    out = subprocess.run([sys.executable, "-c", entry], env=env, capture_output=True, text=True)
-    assert out.returncode == 0 and "usage: python -m training" in out.stdout, out.stderr
-    assert out.stdout.strip().endswith("policy PASSIVE")
+    for processes, policy in (("1", "None"), ("2", "PASSIVE")):
+        out = subprocess.run([sys.executable, "-c", entry], env=env | {"LOCAL_WORLD_SIZE": processes},
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and "usage: python -m training" in out.stdout, out.stderr
+        assert out.stdout.strip().endswith(f"policy {policy}")
 
 
 def test_profiles_are_settings_that_help_shows_and_overrides_change():
