@@ -114,7 +114,7 @@ def main() -> None:
                    help="only the first curve point, with the standby process and without (see above)")
     p.add_argument("--data-dir", type=Path, help="MNIST's folder (default: $ZTG_DATA_DIR or ../shared/datasets)")
     args = p.parse_args()
-    datasets = args.data_dir or find_datasets()
+    datasets = args.data_dir.resolve() if args.data_dir else find_datasets()  # the servers run elsewhere
     if datasets is None:
         sys.exit("MNIST not found: set ZTG_DATA_DIR to a folder with MNIST/raw/")
     settings = defaults()
