@@ -474,7 +474,8 @@ def test_curve_points_arrive_every_two_seconds_at_batch_1024(api):
               if status.startswith("Training:")]
     api.predict(api_name="/stop")
     outputs_of(job, 30)
-    assert epochs[-1] < 4, epochs  # an epoch took over 2 s: the points between its ends came by the clock
+    # 48 batches an epoch, fewer than CHECK_EVERY: a point between epoch ends can only come by the clock
+    # (how many epochs fit in the 8 s depends on the machine; on free cores an epoch takes about 1.5 s).
     assert any(e != int(e) for e in epochs), epochs
     assert max(b - a for a, b in zip(arrivals, arrivals[1:], strict=False)) <= 2.0, arrivals
 
