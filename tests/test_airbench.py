@@ -201,3 +201,26 @@ def test_muon_and_the_proxy_resume_to_the_same_bits(tmp_path):
     resumed = json.loads((tmp_path / "killed" / "cifar10-airbench" / "metrics.json").read_text())
     # the first session's time is kept: the wall clock goes on from its last epoch's
     assert resumed["wall_seconds"] > history[-1]["wall_seconds"] and resumed["wall_seconds"] >= resumed["train_seconds"]
+
+
+def test_micro_batches_add_up_to_the_whole_batch_gradient(tmp_path):
+    from training.cli import make_run
+
+    _, run = make_run("cifar10-airbench", [], profile="smoke", data_dir=tmp_path, out_dir=tmp_path)
+    data = synthetic_cifar(64, seed=3)
+    images = data.inputs.float().div(255).contiguous(memory_format=torch.channels_last)
+    model = network([8, 16, 16], 2, data, run.config).eval()  # batchnorm on its running statistics: parts add up exactly
+    whole = copy.deepcopy(model)
+    F.cross_entropy(whole(images), data.labels, label_smoothing=0.2).backward()
+    sizes, total = [], 0.0
+    for part, labels, share in run.micro_batches(model, images, data.labels, 48):
+        loss = F.cross_entropy(model(part), labels, label_smoothing=0.2) * share
+        run.accelerator.backward(loss)
+        sizes.append(len(part))
+        total += loss.detach()
+    assert sizes == [48, 16]
+    torch.testing.assert_close(total, F.cross_entropy(whole(images), data.labels, label_smoothing=0.2))
+    for a, b in zip(model.parameters(), whole.parameters(), strict=True):
+        if a.requires_grad:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-6)
+    assert [len(p) for p, _, _ in run.micro_batches(model, images, data.labels, 0)] == [64]

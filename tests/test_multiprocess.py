@@ -245,3 +245,36 @@ def test_the_one_gpu_config_asks_for_bf16_and_an_explicit_flag_wins(tmp_path):
     precision = {name: json.loads((tmp_path / name / "mnist-logistic" / "metrics.json").read_text())["mixed_precision"]
                  for name in runs}
     assert precision == {"config": "bf16", "launcher flag": "no"}
+
+
+MICRO_BATCHES = """
+import sys, torch, torch.nn.functional as F
+from training.cli import make_run
+
+_, run = make_run("cifar10-mlp", [], profile="smoke", data_dir=sys.argv[1], out_dir=sys.argv[1])
+torch.manual_seed(0)  # the same weights on both processes; each process its own images
+model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+whole = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
+whole.load_state_dict(model.state_dict())
+model, whole = run.accelerator.prepare(model), run.accelerator.prepare(whole)
+g = torch.Generator().manual_seed(run.accelerator.process_index)
+images, labels = torch.randn(10, 3, 2, 2, generator=g), torch.randint(0, 5, (10,), generator=g)
+run.accelerator.backward(F.cross_entropy(whole(images), labels))
+for part, part_labels, share in run.micro_batches(model, images, labels, 4):
+    run.accelerator.backward(F.cross_entropy(model(part), part_labels) * share)
+for a, b in zip(model.parameters(), whole.parameters(), strict=True):
+    torch.testing.assert_close(a.grad, b.grad)  # both all-reduced: the mean over the two processes
+open(f"{sys.argv[1]}/rank{run.accelerator.process_index}.ok", "w").close()
+torch.distributed.destroy_process_group()
+"""
+
+
+def test_micro_batches_all_reduce_once_to_the_whole_batch_gradient(tmp_path):
+    script = tmp_path / "micro.py"
+    script.write_text(MICRO_BATCHES)
+    torchrun = Path(sys.executable).with_name("torchrun")
+    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
+                             str(free_port()), str(script), str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, env=environment(tmp_path))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert (tmp_path / "rank0.ok").exists() and (tmp_path / "rank1.ok").exists()

@@ -9,7 +9,7 @@ from training.data import TensorData
 
 
 @torch.no_grad()
-def evaluate_classifier(run, model, data: TensorData, preprocess, batch_size: int = 1000,
+def evaluate_classifier(run, model, data: TensorData, preprocess, batch_size: int = 256,
                         return_predictions: bool = False) -> dict:
     """Mean cross-entropy and accuracy (in %) over all of `data`.
 
