@@ -12,9 +12,10 @@ from conftest import run_training, train
 
 from shared.models import MODELS, build_model
 from shared.models.airbench import whitening_weights
+from training.airbench_optim import lr_factor, optimizer_for
 from training.augment import EpochDraw, MultiCrop, cutout
 from training.cifar10_data import synthetic_cifar
-from training.lessons.cifar10_airbench import Config, lr_factor, network, optimizer_for
+from training.lessons.cifar10_airbench import Config, network
 from training.muon import Muon
 
 
@@ -161,8 +162,8 @@ def test_smoke_run_with_every_method_on_and_off(options, tmp_path):
 
 
 def test_the_proxy_picks_the_batch_share_it_finds_hardest_and_learns_every_fourth_batch(tmp_path):
+    from training.airbench_optim import scheduled
     from training.cli import make_run
-    from training.lessons.cifar10_airbench import scheduled
     from training.proxy import HardestShare
 
     _, run = make_run("cifar10-airbench", ["--proxy_keep=0.25"], profile="smoke", data_dir=tmp_path, out_dir=tmp_path)
