@@ -69,7 +69,8 @@ lint: setup
 # The speedrun bench trains for an hour or more (bench-speedrun); the others take minutes.
 bench: setup
 	$(PY) bench/bench_mnist_training.py --data-dir $(DATA_DIR)
-	@for script in $(filter-out bench/bench_mnist_training.py bench/bench_cifar_speedrun.py,$(wildcard bench/bench_*.py)); do \
+	$(PY) bench/bench_micro_batch.py
+	@for script in $(filter-out bench/bench_mnist_training.py bench/bench_micro_batch.py bench/bench_cifar_speedrun.py,$(wildcard bench/bench_*.py)); do \
 		echo "== $$script"; $(PY) $$script --data-dir $(DATA_DIR) || exit 1; done
 
 bench-speedrun: setup

@@ -265,6 +265,7 @@ for part, part_labels, share in run.micro_batches(model, images, labels, 4):
 for a, b in zip(model.parameters(), whole.parameters(), strict=True):
     torch.testing.assert_close(a.grad, b.grad)  # both all-reduced: the mean over the two processes
 open(f"{sys.argv[1]}/rank{run.accelerator.process_index}.ok", "w").close()
+run.accelerator.wait_for_everyone()  # neither closes its connections while the other still reads
 torch.distributed.destroy_process_group()
 """
 

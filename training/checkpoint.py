@@ -204,7 +204,7 @@ def environment(accelerator) -> dict:
     import torchvision
 
     device = accelerator.device
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_name()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name()
     return {
         "device": f"{device.type}: {name}",
         "num_processes": accelerator.num_processes,
@@ -215,7 +215,7 @@ def environment(accelerator) -> dict:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
     """The CPU's model and cores, its bf16 units (whether --mixed-precision bf16 pays: 2.1-2.6x
     with AMX) and PyTorch's threads: what a time measured on it depends on."""
     try:

@@ -390,7 +390,7 @@ class Run:
         Scale each part's mean loss by its share before `accelerator.backward`, and the gradients
         add up to the whole batch's mean loss's: the optimizer still steps once per batch. Batchnorm
         layers then normalise each part by its own statistics. Why: on a CPU a forward and backward pass over
-        a few hundred images runs faster per image than one over thousands (1.5x for airbench's
+        a few hundred images runs faster per image than one over thousands (1.9-2.0x for airbench's
         network at 250 against 2,000; the README's speedrun section).
         In a multi-process run the gradients are all-reduced after the last part only.
         """
