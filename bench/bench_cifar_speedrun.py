@@ -23,7 +23,8 @@ or extended (`--runs`) and `--fresh` starts over. It prints the tables and write
 OUT/<group>-<precision>.png for each group of curves (and copies them to docs/ with --docs).
 `--mixed-precision bf16` runs everything under Accelerate's bf16 autocast (2.6x faster on a
 Xeon with AMX; on a CPU without bf16 units it is slower), in folders of their own.
-`--base cpu` runs the ablation and the additions on the cpu profile instead of the paper's widths.
+`--base cpu` runs the ablation and the additions on airbench94's SGD recipe at the cpu profile's
+widths (48-192-192) instead of the paper's widths.
 """
 
 from __future__ import annotations
@@ -42,7 +43,11 @@ from harness.datasets import find_datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 
-AIRBENCH = ["cifar10-airbench", "--profile", "cpu"]  # widths 48-192-192: any 2-core CPU, fp32 or bf16
+CPU = ["cifar10-airbench", "--profile", "cpu"]  # airbench94_muon's recipe at widths 48-192-192, 9 epochs
+# airbench94's SGD recipe (the course profile's settings) at widths 48-192-192, 10 epochs of 512: the cpu
+# profile before Muon, and the base of the paper-widths and long rows, in parts of 256 like the cpu profile.
+AIRBENCH = ["cifar10-airbench", "--profile", "course", "--widths=48,192,192", "--epochs=10", "--batch_size=512",
+            "--micro_batch=256"]
 PAPER = [*AIRBENCH, "--widths=64,256,256"]  # the paper's network: the 15-minute setting with bf16 on AMX
 LONG = [*AIRBENCH, "--widths=128,384,384", "--epochs=15"]  # airbench95's widths and epochs: the long setting
 # airbench94_muon: Muon on the filters, batch 2000, 8 epochs, a linear decay to 0, no lookahead
@@ -72,17 +77,17 @@ ADDITIONS = {  # each newer method on in turn
 }
 
 
-BASES = {"paper": ("airbench paper widths", PAPER), "cpu": ("airbench cpu", AIRBENCH)}
+BASES = {"paper": ("airbench paper widths", PAPER), "cpu": ("airbench sgd cpu widths", AIRBENCH)}
 
 
 def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
     """The runs of each --runs group; `base`: the setting the ablation and the additions change."""
     return {
         "curves": {"resnet9 cpu": ["cifar10-resnet9", "--profile", "cpu", "--val_size=0"],
-                   "airbench cpu": AIRBENCH, "airbench paper widths": PAPER, "airbench long": LONG},
+                   "airbench sgd cpu widths": AIRBENCH, "airbench paper widths": PAPER, "airbench long": LONG},
         "seeds": {"airbench paper widths": PAPER} | {f"airbench paper widths seed {seed}": [*PAPER, f"--seed={seed}"]
                                                      for seed in (1, 2)},
-        "muon": {"airbench cpu": AIRBENCH, "muon cpu": [*AIRBENCH, *MUON_RECIPE],
+        "muon": {"airbench sgd cpu widths": AIRBENCH, "cpu profile (muon)": CPU,
                  "muon paper widths": [*PAPER, *MUON_RECIPE]},
         # airbench96_faster's 45 epochs at widths 128-384-512 take about 70 minutes in bf16 on the AMX
         # Xeon (3.1 PFLOPs); these are the ingredients at sizes a CPU finishes within the hour.
@@ -176,7 +181,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
                    help="for every run (Accelerate's autocast; bf16 pays on CPUs with AMX, e.g. Xeon 4th gen+)")
     p.add_argument("--base", choices=BASES, default="paper",
-                   help="the setting the ablation and the additions change: the paper's widths or the cpu profile")
+                   help="the setting the ablation and the additions change: airbench94's SGD recipe at the paper's "
+                        "widths or at the cpu profile's")
     p.add_argument("--x", choices=("wall", "train"), default="wall",
                    help="the curves' time: the lesson's wall clock (default) or its training seconds")
     p.add_argument("--fresh", action="store_true", help="train every run again")
