@@ -214,10 +214,11 @@ def test_resume_restores_both_networks_and_both_optimizers(lesson, tmp_path):
 
 
 def test_stopped_mid_epoch_the_dcgan_resumes_to_the_same_parameters(tmp_path, monkeypatch):
-    """SIGINT/SIGTERM stop after a batch: the noise of the remaining steps must be what it would have been."""
+    """SIGINT/SIGTERM stop after a batch: the noise and the learning rates of the remaining steps must be
+    what they would have been (--lr_decay: both rates fall to 0 over the second epoch)."""
     from training.run import Run
 
-    args = ["--epochs=2", *SMALL["anime-dcgan"]]
+    args = ["--epochs=2", "--lr_decay=0.5", *SMALL["anime-dcgan"]]
     train("anime-dcgan", tmp_path / "straight", *args)
     stop_agreed = Run._stop_agreed
     monkeypatch.setattr(Run, "_stop_agreed", lambda self: self.epoch == 0 and self.step == 5)
@@ -231,6 +232,9 @@ def test_stopped_mid_epoch_the_dcgan_resumes_to_the_same_parameters(tmp_path, mo
     a, b = weights(tmp_path / "straight" / "anime-dcgan"), weights(folder)
     for key in a:
         assert torch.equal(a[key], b[key]), key
+    states = torch.load(folder / "resume" / "state.pt", weights_only=True)["states"]
+    assert [group["lr"] for group in states["optimizer_g"]["param_groups"]] == [0.0]
+    assert [group["lr"] for group in states["optimizer_d"]["param_groups"]] == [0.0]
 
 
 @pytest.mark.multiprocess
