@@ -47,9 +47,14 @@ def torchrun_two(tmp_path: Path, *args: str, out: str = "out") -> list[str]:
     """The command that runs `python -m training ARGS` as two processes, recording checkpoint writers."""
     script = tmp_path / "record_saves.py"
     script.write_text(RECORD_SAVES)
+    return torchrun_script(script, *args, "--out-dir", str(tmp_path / out))
+
+
+def torchrun_script(script: Path, *args: str) -> list[str]:
+    """The command that runs `python SCRIPT ARGS` as two processes on this machine."""
     torchrun = Path(sys.executable).with_name("torchrun")
     return [str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
-            str(script), *args, "--out-dir", str(tmp_path / out)]
+            str(script), *args]
 
 
 def environment(tmp_path: Path, **extra: str) -> dict:
@@ -273,9 +278,7 @@ torch.distributed.destroy_process_group()
 def test_micro_batches_all_reduce_once_to_the_whole_batch_gradient(tmp_path):
     script = tmp_path / "micro.py"
     script.write_text(MICRO_BATCHES)
-    torchrun = Path(sys.executable).with_name("torchrun")
-    result = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
-                             str(free_port()), str(script), str(tmp_path)], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run(torchrun_script(script, str(tmp_path)), cwd=ROOT, capture_output=True, text=True,
                             timeout=300, env=environment(tmp_path))
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     assert (tmp_path / "rank0.ok").exists() and (tmp_path / "rank1.ok").exists()
