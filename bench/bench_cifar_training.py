@@ -21,7 +21,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the course loader's workers share the cores (training.sleeping_openmp_waits)
+from training import sleeping_openmp_waits
+
+sleeping_openmp_waits()  # before torch loads: the course loader's worker processes share the cores
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
