@@ -48,9 +48,9 @@ one epoch took 84.6 s in bf16 and 144.7 s in fp32 (`--epochs=1`). The old cpu pr
 faces, 25 epochs, width 64, no augmentation or averaging): the course's recipe and results.
 
 On a CPU with AMX, half an hour: `--epochs=26 --lr_decay=0.5 --mixed-precision bf16`, both
-learning rates falling linearly to 0 over the last 13 epochs so the game settles: SWD 22.11
-after 26 epochs (seed 0, 22.0-23.0 over the last 8) in 26 min 39 s of command, alone on the
-2-core Xeon (the README's faces section has the seeds).
+learning rates falling linearly to 0 over the last 13 epochs: 26 min 39 s of command alone on
+the 2-core Xeon; SWD 22.11, 28.82 and 29.58 for seeds 0-2 (mean 26.84): the seeds differ more
+than the recipes tried (the README's faces section).
 """
 
 from __future__ import annotations
