@@ -174,6 +174,38 @@ def test_the_loss_scaler_state_is_saved_and_restored(tmp_path):
     assert_same_weights(tmp_path / "straight" / "mnist-logistic", tmp_path / "resumed" / "mnist-logistic")
 
 
+
+def test_a_prepared_optimizer_steps_as_accelerates_own_wrapper(tmp_path):
+    """`run.prepare` gives back Accelerate's optimizer wrapper without its per-step Python
+    (PlainStepOptimizer): the same weights and cleared gradients as Accelerate's own wrapper,
+    and like it no step and no clearing while gradients accumulate (`sync_gradients` false)."""
+    import copy
+
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    from training.cli import make_run
+    from training.run import PlainStepOptimizer
+
+    _, run = make_run("mnist-mlp", [], profile="smoke", data_dir=tmp_path, out_dir=tmp_path)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(6, 3)
+    twin, initial = copy.deepcopy(model), model.weight.detach().clone()
+    model, optimizer = run.prepare(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=0.1, fused=True))
+    accelerates = AcceleratedOptimizer(torch.optim.AdamW(twin.parameters(), lr=0.1, fused=True), device_placement=False)
+    assert type(optimizer) is PlainStepOptimizer and optimizer in run.accelerator._optimizers
+    inputs = torch.randn(8, 6)
+    state = run.accelerator.gradient_state
+    for sync in (True, False, True):
+        state._set_sync_gradients(sync)  # what `accelerator.accumulate` sets between its micro steps
+        for net, opt in ((model, optimizer), (twin, accelerates)):
+            run.accelerator.backward(net(inputs).square().mean())
+            opt.step()
+            opt.zero_grad()
+        for a, b in zip(model.parameters(), twin.parameters(), strict=True):
+            assert torch.equal(a, b) and (a.grad is None) == (b.grad is None) == sync
+    assert not torch.equal(model.weight, initial)  # they did train
+
+
 CRASH_DURING_SECOND_WRITE = """
 import os, signal, sys
 import training.checkpoint as checkpoint
