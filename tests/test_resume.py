@@ -174,7 +174,6 @@ def test_the_loss_scaler_state_is_saved_and_restored(tmp_path):
     assert_same_weights(tmp_path / "straight" / "mnist-logistic", tmp_path / "resumed" / "mnist-logistic")
 
 
-
 def test_a_prepared_optimizer_steps_as_accelerates_own_wrapper(tmp_path):
     """`run.prepare` gives back Accelerate's optimizer wrapper without its per-step Python
     (PlainStepOptimizer): the same weights and cleared gradients as Accelerate's own wrapper,
