@@ -38,8 +38,6 @@ from training.mnist_data import load_mnist
 from training.run import Run
 
 BATCH = 128
-
-
 WARMUP = 20  # batches before the clock starts
 
 

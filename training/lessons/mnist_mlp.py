@@ -95,7 +95,7 @@ def train(run):
         optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
     else:
         # fused: one kernel per parameter instead of about eight small ones: on a 2-core CPU the lesson's
-        # whole step ran 1.19x faster (bench/bench_mnist_training.py, README)
+        # whole step ran 1.15-1.18x faster (bench/bench_mnist_training.py, README)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     steps_per_epoch = run.steps_per_epoch(train_set, cfg.batch_size)
     if cfg.lr_schedule == "step":  # the course's two fits, as one schedule stepped every batch
