@@ -23,8 +23,10 @@ or extended (`--runs`) and `--fresh` starts over. It prints the tables and write
 OUT/<group>-<precision>.png for each group of curves (and copies them to docs/ with --docs).
 `--mixed-precision bf16` runs everything under Accelerate's bf16 autocast (2.6x faster on a
 Xeon with AMX; on a CPU without bf16 units it is slower), in folders of their own.
-`--base cpu` runs the ablation and the additions on airbench94's SGD recipe at the cpu profile's
-widths (48-192-192) instead of the paper's widths.
+`--base` picks the setting the ablation and the additions change: `paper` (default) airbench94's SGD
+recipe at the paper's widths, `cpu` the cpu profile itself (Muon at widths 48-192-192: the fp32
+budget), `sgd-cpu` the SGD recipe at the cpu profile's widths. A row that leaves the base's
+setting as it is (no lookahead, for the cpu profile, which has none) is left out.
 """
 
 from __future__ import annotations
@@ -77,7 +79,25 @@ ADDITIONS = {  # each newer method on in turn
 }
 
 
-BASES = {"paper": ("airbench paper widths", PAPER), "cpu": ("airbench sgd cpu widths", AIRBENCH)}
+BASES = {"paper": ("airbench paper widths", PAPER), "cpu": ("cpu profile (muon)", CPU),
+         "sgd-cpu": ("airbench sgd cpu widths", AIRBENCH)}
+
+
+def setting(command: list[str]):
+    """The lesson's config that `python -m training` builds from a command (its profile, then its overrides)."""
+    from training.cli import lesson_config
+
+    lesson, *rest = command
+    at = rest.index("--profile")
+    _, _, config = lesson_config(lesson, rest[:at] + rest[at + 2:], profile=rest[at + 1], resume=False,
+                                 out_dir=ROOT)
+    return config
+
+
+def changed(base_name: str, base: list[str], rows: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The base, then each row's flags added to it, leaving out rows that change none of its settings."""
+    return {base_name: base} | {f"{base_name}, {name}": [*base, *flags] for name, flags in rows.items()
+                                if setting([*base, *flags]) != setting(base)}
 
 
 def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
@@ -96,8 +116,8 @@ def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
                            *AIRBENCH, "--widths=128,384,384", *AIRBENCH96_RECIPE, "--epochs=30"],
                        "airbench96 ingredients, paper widths, 16 epochs": [
                            *PAPER, *AIRBENCH96_RECIPE, "--epochs=16"]},
-        "ablation": {base_name: base} | {f"{base_name}, {name}": [*base, *flags] for name, flags in ABLATIONS.items()},
-        "additions": {base_name: base} | {f"{base_name}, {name}": [*base, *flags] for name, flags in ADDITIONS.items()},
+        "ablation": changed(base_name, base, ABLATIONS),
+        "additions": changed(base_name, base, ADDITIONS),
     }
 
 
@@ -177,12 +197,13 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data-dir", type=Path, default=None, help="folder holding cifar10/ (default: found nearby)")
     p.add_argument("--out", type=Path, default=ROOT / "bench-results" / "speedrun")
-    p.add_argument("--runs", default="curves", help=f"comma-separated groups of runs: {', '.join(groups('', []))}")
+    p.add_argument("--runs", default="curves", help=f"comma-separated groups of runs: {', '.join(groups(*BASES['paper']))}")
     p.add_argument("--mixed-precision", choices=("no", "bf16"), default="no",
                    help="for every run (Accelerate's autocast; bf16 pays on CPUs with AMX, e.g. Xeon 4th gen+)")
     p.add_argument("--base", choices=BASES, default="paper",
                    help="the setting the ablation and the additions change: airbench94's SGD recipe at the paper's "
-                        "widths or at the cpu profile's")
+                        "widths (paper), the cpu profile (cpu: Muon, the fp32 budget) or the SGD recipe at its "
+                        "widths (sgd-cpu)")
     p.add_argument("--x", choices=("wall", "train"), default="wall",
                    help="the curves' time: the lesson's wall clock (default) or its training seconds")
     p.add_argument("--fresh", action="store_true", help="train every run again")
