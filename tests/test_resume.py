@@ -193,13 +193,15 @@ def test_a_prepared_optimizer_steps_as_accelerates_own_wrapper(tmp_path):
     accelerates = AcceleratedOptimizer(torch.optim.AdamW(twin.parameters(), lr=0.1, fused=True), device_placement=False)
     assert type(optimizer) is PlainStepOptimizer and optimizer in run.accelerator._optimizers
     inputs = torch.randn(8, 6)
-    state = run.accelerator.gradient_state
-    for sync in (True, False, True):
-        state._set_sync_gradients(sync)  # what `accelerator.accumulate` sets between its micro steps
-        for net, opt in ((model, optimizer), (twin, accelerates)):
-            run.accelerator.backward(net(inputs).square().mean())
-            opt.step()
-            opt.zero_grad()
+    run.accelerator.gradient_accumulation_steps = 2  # accumulate: gradients sync every second micro step
+    for micro_step in range(4):
+        with run.accelerator.accumulate(model):
+            for net, opt in ((model, optimizer), (twin, accelerates)):
+                run.accelerator.backward(net(inputs).square().mean())
+                opt.step()
+                opt.zero_grad()
+        sync = micro_step % 2 == 1
+        assert run.accelerator.sync_gradients == sync
         for a, b in zip(model.parameters(), twin.parameters(), strict=True):
             assert torch.equal(a, b) and (a.grad is None) == (b.grad is None) == sync
     assert not torch.equal(model.weight, initial)  # they did train
