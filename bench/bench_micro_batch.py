@@ -71,29 +71,29 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = build_model("cifar10-airbench", widths=[int(w) for w in args.widths.split(",")])
-    out = tempfile.TemporaryDirectory()
-    run = Run("bench", cifar10_airbench.TASK, cifar10_airbench.Config(), "cpu", Path("data"), Path(out.name),
-              Accelerator(cpu=True, mixed_precision=args.precision))
-    model = run.accelerator.prepare(model.to(memory_format=torch.channels_last))  # bf16: forwards under autocast
-    images = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    labels = torch.randint(0, 10, (args.batch,))
-    print(f"{cpu_name()}, precision {args.precision}, "
-          f"widths {args.widths}, {args.rounds} rounds")
+    with tempfile.TemporaryDirectory() as out:  # the Run's folder: nothing is written to it, removed at the end
+        run = Run("bench", cifar10_airbench.TASK, cifar10_airbench.Config(), "cpu", Path("data"), Path(out),
+                  Accelerator(cpu=True, mixed_precision=args.precision))
+        model = run.accelerator.prepare(model.to(memory_format=torch.channels_last))  # bf16: forwards under autocast
+        images = torch.randn(args.batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        labels = torch.randint(0, 10, (args.batch,))
+        print(f"{cpu_name()}, precision {args.precision}, "
+              f"widths {args.widths}, {args.rounds} rounds")
 
-    model.train()
-    train = timed_rounds(PARTS, lambda part: train_step(run, model, images, labels, part), args.rounds)
-    print(f"\ntraining, one step of {args.batch} images:")
-    print("| parts of | img/s | vs whole batch |\n|---|---|---|")
-    for part, seconds in train.items():
-        print(f"| {part or f'{args.batch} (whole)'} | {args.batch / seconds:,.0f} | {train[0] / seconds:.2f}x |")
+        model.train()
+        train = timed_rounds(PARTS, lambda part: train_step(run, model, images, labels, part), args.rounds)
+        print(f"\ntraining, one step of {args.batch} images:")
+        print("| parts of | img/s | vs whole batch |\n|---|---|---|")
+        for part, seconds in train.items():
+            print(f"| {part or f'{args.batch} (whole)'} | {args.batch / seconds:,.0f} | {train[0] / seconds:.2f}x |")
 
-    model.eval()
-    test = torch.randn(4000, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    evaluation = timed_rounds(EVAL_BATCHES, lambda batch: evaluate(model, test, batch), args.rounds)
-    print("\nevaluation, 4,000 images:")
-    print("| batch | img/s | vs 1000 |\n|---|---|---|")
-    for batch, seconds in evaluation.items():
-        print(f"| {batch} | {len(test) / seconds:,.0f} | {evaluation[1000] / seconds:.2f}x |")
+        model.eval()
+        test = torch.randn(4000, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+        evaluation = timed_rounds(EVAL_BATCHES, lambda batch: evaluate(model, test, batch), args.rounds)
+        print("\nevaluation, 4,000 images:")
+        print("| batch | img/s | vs 1000 |\n|---|---|---|")
+        for batch, seconds in evaluation.items():
+            print(f"| {batch} | {len(test) / seconds:,.0f} | {evaluation[1000] / seconds:.2f}x |")
 
 
 if __name__ == "__main__":
