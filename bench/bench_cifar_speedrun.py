@@ -175,7 +175,7 @@ def plot(results: dict[str, dict], path: Path, precision: str, clock: str) -> No
     xlabel = "minutes of the lesson (wall clock: data, evaluation included)" if clock == "wall_seconds" \
         else "training minutes (batches only)"
     axes.set(xlabel=xlabel, ylabel="test accuracy (%)", ylim=(40, 100),
-             title=f"CIFAR-10 on {machine(next(iter(results.values())))}, mixed precision {precision}")
+             title=f"CIFAR-10, mixed precision {precision}\n{machine(next(iter(results.values())))}")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
