@@ -14,6 +14,12 @@ metrics.json: its optimizer (AdamW for the MLP) and everything the spine does ar
 step (NaN and stop checks, logging, the scheduler), evaluation and checkpoints excluded.
 `lesson/course` is the issue's ratio; `bare/lesson` is what the spine and the lesson's
 optimizer cost: 1.0 would be free.
+
+    python bench/bench_mnist_training.py --data-dir ../shared/datasets --parts
+
+prints instead where the time of mnist-mlp's step goes: microseconds per call of each part
+of the lesson's step (cpu profile, --augment=false: its AdamW, scheduler and spine), each
+called over and over on one batch, then the whole step as the lesson runs it.
 """
 
 from __future__ import annotations
@@ -86,12 +92,64 @@ def lesson_speed(name: str, data_dir: Path, epochs: int) -> float:
         return json.loads((Path(out) / name / "metrics.json").read_text())["samples_per_second"]
 
 
+def step_parts(data_dir: Path, calls: int = 3000) -> None:
+    """Microseconds per call of each part of the mnist-mlp lesson's step, then of the whole step."""
+    from training.cli import make_run
+
+    train, _ = load_mnist(data_dir)
+    with tempfile.TemporaryDirectory() as out:
+        _, run = make_run("mnist-mlp", ["--augment=false"], profile="cpu", data_dir=data_dir, out_dir=Path(out))
+        torch.manual_seed(0)
+        model = build_model("mnist-mlp")
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, fused=True)  # the lesson's, as it builds them
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10**9)
+        model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
+        index = torch.randperm(len(train))[:BATCH]
+        images, labels = train.inputs[index], train.labels[index]
+        inputs = normalize_mnist(images)
+        loss = F.cross_entropy(model(inputs), labels)
+
+        def whole():
+            loss = F.cross_entropy(model(normalize_mnist(train.inputs[index])), train.labels[index])
+            run.accelerator.backward(loss)
+            optimizer.step()
+            optimizer.zero_grad()
+            scheduler.step()
+            run.log_step(loss=loss)
+
+        parts = {
+            "a batch: index the images and the labels": lambda: (train.inputs[index], train.labels[index]),
+            "normalize_mnist": lambda: normalize_mnist(images),
+            "forward and loss": lambda: F.cross_entropy(model(inputs), labels),
+            "forward, loss, accelerator.backward": lambda: run.accelerator.backward(
+                F.cross_entropy(model(inputs), labels)),
+            "optimizer.step (fused AdamW, Accelerate's wrapper)": optimizer.step,
+            "optimizer.zero_grad": optimizer.zero_grad,
+            "scheduler.step (cosine)": scheduler.step,
+            "run.log_step": lambda: run.log_step(loss=loss),
+            "the whole step, as the lesson runs it": whole,
+        }
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}; "
+              f"microseconds per call over {calls} calls after {calls // 10}")
+        for name, part in parts.items():
+            for _ in range(calls // 10):
+                part()
+            start = time.perf_counter()
+            for _ in range(calls):
+                part()
+            print(f"{name:<54}{(time.perf_counter() - start) / calls * 1e6:8.1f}", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", type=Path, default=Path("data"))
     parser.add_argument("--models", default="mnist-logistic,mnist-mlp,mnist-cnn")
     parser.add_argument("--lesson-epochs", type=int, default=3, help="epochs of the lesson runs")
+    parser.add_argument("--parts", action="store_true", help="where the time of mnist-mlp's step goes, instead")
     args = parser.parse_args()
+    if args.parts:
+        step_parts(args.data_dir)
+        return
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}, one epoch after {WARMUP} batches")
     print(f"{'model':<16}{'course img/s':>14}{'bare img/s':>14}{'ratio':>8}{'lesson img/s':>14}"

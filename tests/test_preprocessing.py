@@ -32,6 +32,10 @@ def test_normalize_mnist_is_the_training_normalisation():
     out = normalize_mnist(digits)
     assert out.shape == (1, 1, 1, 2)
     assert torch.allclose(out, torch.tensor([[[[-MNIST_MEAN / MNIST_STD, (1 - MNIST_MEAN) / MNIST_STD]]]]))
+    every = torch.arange(256, dtype=torch.uint8).reshape(1, 16, 16)  # every pixel value, as the formula says
+    out = normalize_mnist(every)
+    assert out.dtype == torch.float32 and out.shape == (1, 1, 16, 16)
+    assert torch.allclose(out, (every.double() / 255 - MNIST_MEAN).div(MNIST_STD).float().unsqueeze(1), atol=1e-6)
 
 
 @pytest.mark.parametrize("digit", ["1", "7", "0", "4"])
