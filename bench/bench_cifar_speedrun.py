@@ -20,7 +20,8 @@ its time), as the checkpoint reports. Every table names the CPU each run had.
 Results are kept in OUT/<run>/ (the checkpoint folders): a run whose folder holds a finished
 checkpoint is read, not trained again, so the bench can be continued after an interruption
 or extended (`--runs`) and `--fresh` starts over. It prints the tables and writes
-OUT/<group>-<precision>.png for each group of curves (and copies them to docs/ with --docs).
+OUT/<group>-<precision>.png for each group of curves, <precision> fp32 or bf16 (and copies them to
+docs/ with --docs).
 `--mixed-precision bf16` runs everything under Accelerate's bf16 autocast (2.6x faster on a
 Xeon with AMX; on a CPU without bf16 units it is slower), in folders of their own.
 `--base` picks the setting the ablation and the additions change: `paper` (default) airbench94's SGD
@@ -175,7 +176,7 @@ def plot(results: dict[str, dict], path: Path, precision: str, clock: str) -> No
     xlabel = "minutes of the lesson (wall clock: data, evaluation included)" if clock == "wall_seconds" \
         else "training minutes (batches only)"
     axes.set(xlabel=xlabel, ylabel="test accuracy (%)", ylim=(40, 100),
-             title=f"CIFAR-10, mixed precision {precision}\n{machine(next(iter(results.values())))}")
+             title=f"CIFAR-10, {precision}\n{machine(next(iter(results.values())))}")
     axes.grid(alpha=0.3)
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
@@ -221,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(args.out, ignore_errors=True)
     args.out.mkdir(parents=True, exist_ok=True)
     clock = f"{args.x}_seconds"
+    precision = "fp32" if args.mixed_precision == "no" else args.mixed_precision  # in file names and titles
 
     for group in chosen:
         results = {name: run(name, command, data_dir, args.out, args.mixed_precision)
@@ -241,12 +243,12 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"| {name} | {metrics['test_accuracy']:.2f}% | {seconds(metrics)} | "
                       f"{f'{to80:.0f}' if to80 else '-'}{ratio} | {f'{to90:.0f}' if to90 else 'not reached'} | "
                       f"{machine(metrics)} |")
-            png = args.out / f"{group}-{args.mixed_precision}.png"
-            plot(results, png, args.mixed_precision, clock)
+            png = args.out / f"{group}-{precision}.png"
+            plot(results, png, precision, clock)
             print(f"\ncurves ({args.x} seconds): {png}")
             if args.docs:
                 name = "speedrun" if group == "curves" else group
-                shutil.copy(png, ROOT / "docs" / f"cifar10-{name}-{args.mixed_precision}.png")
+                shutil.copy(png, ROOT / "docs" / f"cifar10-{name}-{precision}.png")
         elif group == "seeds":
             accuracies = [m["test_accuracy"] for m in results.values()]
             walls = [m["wall_seconds"] for m in results.values()]
