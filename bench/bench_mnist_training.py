@@ -19,7 +19,8 @@ optimizer cost: 1.0 would be free.
 
 prints instead where the time of mnist-mlp's step goes: microseconds per call of each part
 of the lesson's step (cpu profile, --augment=false: its AdamW, scheduler and spine), each
-called over and over on one batch, then the whole step as the lesson runs it.
+called over and over on one batch, then the whole step as the lesson's loop body runs it
+(without `run.batches` around it).
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def step_parts(data_dir: Path, calls: int = 3000) -> None:
             "optimizer.zero_grad": optimizer.zero_grad,
             "scheduler.step (cosine)": scheduler.step,
             "run.log_step": lambda: run.log_step(loss=loss),
-            "the whole step, as the lesson runs it": whole,
+            "the whole step (the lesson's loop body)": whole,
         }
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, batch {BATCH}; "
               f"microseconds per call over {calls} calls after {calls // 10}")
