@@ -27,7 +27,8 @@ Xeon with AMX; on a CPU without bf16 units it is slower), in folders of their ow
 `--base` picks the setting the ablation and the additions change: `paper` (default) airbench94's SGD
 recipe at the paper's widths, `cpu` the cpu profile itself (Muon at widths 48-192-192: the fp32
 budget), `sgd-cpu` the SGD recipe at the cpu profile's widths. A row that leaves the base's
-setting as it is (no lookahead, for the cpu profile, which has none) is left out.
+setting as it is (no lookahead, or Muon's recipe, for the cpu profile: it has no lookahead and is
+Muon already) is left out.
 """
 
 from __future__ import annotations
@@ -96,9 +97,10 @@ def setting(command: list[str]):
 
 
 def changed(base_name: str, base: list[str], rows: dict[str, list[str]]) -> dict[str, list[str]]:
-    """The base, then each row's flags added to it, leaving out rows that change none of its settings."""
+    """The base, then each row's flags added to it, leaving out rows whose first flag (the method the
+    row names; the rest are its settings) changes nothing: Muon's recipe on the cpu profile, already Muon."""
     return {base_name: base} | {f"{base_name}, {name}": [*base, *flags] for name, flags in rows.items()
-                                if setting([*base, *flags]) != setting(base)}
+                                if setting([*base, flags[0]]) != setting(base)}
 
 
 def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
