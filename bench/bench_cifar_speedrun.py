@@ -99,8 +99,9 @@ def setting(command: list[str]):
 def changed(base_name: str, base: list[str], rows: dict[str, list[str]]) -> dict[str, list[str]]:
     """The base, then each row's flags added to it, leaving out rows whose first flag (the method the
     row names; the rest are its settings) changes nothing: Muon's recipe on the cpu profile, already Muon."""
+    unchanged = setting(base)
     return {base_name: base} | {f"{base_name}, {name}": [*base, *flags] for name, flags in rows.items()
-                                if setting([*base, flags[0]]) != setting(base)}
+                                if setting([*base, flags[0]]) != unchanged}
 
 
 def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
