@@ -61,10 +61,19 @@ def test_image_folder_is_decoded_once_then_read_from_the_cache(tmp_path, cache, 
     monkeypatch.setattr(cifar10_data, "decode_images", no_decoding)
     again, _ = load_cifar10(tmp_path / "data", download=False)
     assert torch.equal(again.inputs, train.inputs) and torch.equal(again.labels, train.labels)
-    # A changed folder is a different dataset: decoded afresh, not served stale from the cache.
+    # A changed folder is decoded afresh, not served stale from the cache, into the same cache file:
+    # a data folder replaced every day costs one copy, not one a day.
     Image.fromarray(pixels["train/cat/0000.png"]).save(tmp_path / "data/cifar10/train/cat/0009.png")
     with pytest.raises(AssertionError, match="decoded again"):
         load_cifar10(tmp_path / "data", download=False)
+    monkeypatch.undo()
+    changed, _ = load_cifar10(tmp_path / "data", download=False)
+    assert len(changed) == 31 and len(list(cache.rglob("*.safetensors"))) == 2
+    # A cache file that cannot be read (cut short by a full disk, say) is decoded again.
+    for cached in cache.rglob("*.safetensors"):
+        cached.write_bytes(cached.read_bytes()[:100])
+    again, _ = load_cifar10(tmp_path / "data", download=False)
+    assert torch.equal(again.inputs, changed.inputs) and len(list(cache.rglob("*.safetensors"))) == 2
 
 
 def test_missing_data_says_where_what_and_which_option(tmp_path, cache, monkeypatch, capsys):

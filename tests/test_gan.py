@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -14,6 +15,7 @@ from conftest import find_datasets, run_training, train
 from PIL import Image
 
 from shared.models import MODELS
+from training import anime_faces_data
 from training.anime_faces_data import load_anime_faces, synthetic_faces
 from training.data import DataNotFound
 from training.gan import Augmented, diff_augment
@@ -312,9 +314,17 @@ def test_anime_faces_are_decoded_once_and_cached(tmp_path, monkeypatch):
     error = (data.inputs[:3].float() - faces.float()).abs().mean(dim=(1, 2, 3))  # JPEG loses a little
     assert (error < 10).all() and (data.inputs[:3].float() - faces.roll(1, 0).float()).abs().mean() > 2 * error.max()
     assert data.inputs[3, 0].float().mean() > 240 and data.inputs[3, 1:].float().mean() < 15
-    [cached] = (tmp_path / "cache").glob("animefaces-64px-*.safetensors")
-    monkeypatch.setattr("training.anime_faces_data._decode", lambda *a: pytest.fail("decoded again"))
-    assert torch.equal(load_anime_faces(tmp_path / "data").inputs, data.inputs)
+    [cached] = (tmp_path / "cache").rglob("*.safetensors")
+    with monkeypatch.context() as patched:
+        patched.setattr("training.anime_faces_data._decode", lambda *a: pytest.fail("decoded again"))
+        assert torch.equal(load_anime_faces(tmp_path / "data").inputs, data.inputs)
+    # Files touched (a dataset folder synced again) are decoded again, into the same cache file.
+    decoded = []
+    decode = anime_faces_data._decode
+    monkeypatch.setattr(anime_faces_data, "_decode", lambda *a: decoded.append(a) or decode(*a))
+    os.utime(images / "0_2000.jpg", ns=(0, 0))
+    assert torch.equal(load_anime_faces(tmp_path / "data").inputs, data.inputs) and len(decoded) == 5
+    assert list((tmp_path / "cache").rglob("*.safetensors")) == [cached]
 
 
 def test_missing_anime_faces_name_the_folder_layout_and_option(tmp_path, monkeypatch, capsys):

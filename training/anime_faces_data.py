@@ -10,8 +10,8 @@
    for an account).
 
 Decoded once (resize of the shorter side and centre crop, as the course's transforms) and
-cached as safetensors under ~/.cache/zero-to-gans (never a pickle); the model card names
-the source used. Cartoon faces stand in for tests.
+cached as safetensors under ~/.cache/zero-to-gans (never a pickle; one file per source, decoded
+again when its files change); the model card names the source used. Cartoon faces stand in for tests.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from training.data import DataNotFound, TensorData, cache_dir, read_cache, write_cache
+from training.data import DataNotFound, TensorData, cache_file, fingerprint, read_cache, write_cache
 
 ANIME_FOLDER = "animefacedataset"  # <data-dir>/animefacedataset/images/*.jpg, the Kaggle layout
 KAGGLE_DATASET = "splcher/animefacedataset"
@@ -121,19 +121,17 @@ def _missing(expected: Path, reasons: list[str]) -> str:
 
 
 def read_faces(source: FaceSource, size: int = 64) -> TensorData:
-    """The faces of `source`, decoded once, then read from a safetensors cache keyed by the files."""
+    """The faces of `source`, decoded once, then read from its safetensors cache until its files change."""
     if source.archive is not None:
-        key = hashlib.sha1(f"{HUB_DATASET}@{HUB_REVISION}/{HUB_FILE}:{source.archive.stat().st_size}".encode())
-        where, count = f"{HUB_DATASET}/{HUB_FILE}", "hub"
+        where, files = f"{HUB_DATASET}/{HUB_FILE}", [source.archive]
+        origin = f"{HUB_DATASET}@{HUB_REVISION}/{HUB_FILE}"
     else:
-        key = hashlib.sha1(str(source.files[0].parent.resolve()).encode())
-        for f in source.files:
-            stat = f.stat()
-            key.update(f"{f.name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
-        where, count = str(source.files[0].parent), len(source.files)
-    cached = cache_dir() / f"animefaces-{size}px-{count}-{key.hexdigest()[:16]}.safetensors"
-    if cached.is_file():
-        return read_cache(cached)
+        where, files = str(source.files[0].parent), source.files
+        origin = str(source.files[0].parent.resolve())
+    cached = cache_file("anime-faces", f"{size}px", f"{origin}|{size}")
+    stamp = fingerprint(files, files[0].parent)
+    if (hit := read_cache(cached, stamp)) is not None:
+        return hit[0]
     images = _unique_images(source.archive) if source.archive is not None else list(source.files)
     print(f"[anime faces] decoding {len(images)} faces from {where} once (cached for later runs)")
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # Pillow decodes without the GIL
@@ -143,7 +141,7 @@ def read_faces(source: FaceSource, size: int = 64) -> TensorData:
     if len(decoded) < len(images):
         print(f"[anime faces] skipped {len(images) - len(decoded)} unreadable files in {where}", file=sys.stderr)
     faces = TensorData(torch.stack(decoded), torch.zeros(len(decoded), dtype=torch.long))  # (N, 3, size, size)
-    write_cache(cached, faces)
+    write_cache(cached, faces, stamp)
     return faces
 
 

@@ -9,6 +9,8 @@ split); each dataset has its own module: `mnist_data`, `cifar10_data`, `anime_fa
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 from dataclasses import dataclass
@@ -57,39 +59,66 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "zero-to-gans"
 
 
-def read_cache(path: Path) -> TensorData:
-    """A dataset written by `write_cache` (safetensors: no pickle is ever loaded)."""
+def cache_file(kind: str, name: str, source: str) -> Path:
+    """The one cache file of a decoded dataset: <cache>/<kind>/<name>-<digest of source>.safetensors.
+
+    source: where the data comes from and how it is decoded (a resolved folder and the image size,
+    a Hub file), never what the files hold: when the files change, they are decoded again into
+    the same file, so a data folder that is replaced, re-extracted or touched every day still
+    costs one copy in the cache.
+    """
+    return cache_dir() / kind / f"{name}-{hashlib.sha256(source.encode()).hexdigest()[:16]}.safetensors"
+
+
+def fingerprint(files, root: Path, *extra) -> str:
+    """What the files hold, told without reading them: their paths under `root`, sizes and
+    modification times, and any `extra` value the decoding depends on (class names)."""
+    digest = hashlib.sha256(json.dumps([str(value) for value in extra]).encode())
+    for path in files:
+        stat = path.stat()
+        digest.update(f"{path.relative_to(root)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def read_cache(path: Path, stamp: str):
+    """(data, notes) that `write_cache` stored in `path` for files with fingerprint `stamp`, or
+    None when there is no such file, it was written for other files, or it cannot be read (it is
+    then decoded again). safetensors: no pickle is ever loaded."""
     import safetensors.torch
+    from safetensors import SafetensorError, safe_open
 
-    tensors = safetensors.torch.load_file(str(path))
+    try:
+        with safe_open(str(path), framework="pt") as file:
+            metadata = file.metadata() or {}
+        if metadata.get("fingerprint") != stamp:
+            return None
+        tensors = safetensors.torch.load_file(str(path))
+    except (OSError, SafetensorError):
+        return None
     images = tensors["images"]
-    return TensorData(images, tensors.get("labels", torch.zeros(len(images), dtype=torch.long)))
+    notes = metadata.get("notes")
+    return (TensorData(images, tensors.get("labels", torch.zeros(len(images), dtype=torch.long))),
+            None if notes is None else json.loads(notes))
 
 
-def read_cache_notes(path: Path):
-    """The JSON value `write_cache(..., notes=...)` stored beside the tensors (None if none)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as file:
-        notes = (file.metadata() or {}).get("notes")
-    return None if notes is None else json.loads(notes)
-
-
-def write_cache(path: Path, data: TensorData, notes=None) -> None:
-    """Save decoded images and labels atomically; a read-only cache only costs a note.
+def write_cache(path: Path, data: TensorData, stamp: str, notes=None) -> None:
+    """Save decoded images and labels for the files of fingerprint `stamp`, atomically, in place of
+    what `path` held; a read-only cache only costs a note.
 
     notes: any JSON value about the decoding (e.g. the files skipped), stored in the same file.
     """
     import safetensors.torch
 
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        metadata = None if notes is None else {"notes": json.dumps(notes)}
+        metadata = {"fingerprint": stamp} | ({} if notes is None else {"notes": json.dumps(notes)})
         safetensors.torch.save_file({"images": data.inputs, "labels": data.labels}, str(tmp), metadata=metadata)
         tmp.replace(path)  # atomic: a reader sees the whole file or none
-    except OSError as error:  # a read-only home is no reason to stop training
+    except OSError as error:  # a read-only home or a full disk is no reason to stop training
         print(f"note: could not cache the decoded dataset in {path.parent} ({error})")
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)  # a full disk leaves no partial file behind
 
 
 def random_split(data: TensorData, holdout: int, seed: int) -> tuple[TensorData, TensorData]:

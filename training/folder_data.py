@@ -20,13 +20,12 @@ When DIR is the course's own data folder (it holds MNIST/, cifar10/, ..., as `py
 all` passes it), the lesson trains on three classes of its CIFAR-10 images, COURSE_DEMO, and says so.
 
 Each folder is decoded once on all cores and cached like CIFAR-10 (under $ZTG_CACHE_DIR),
-keyed by the folder, the classes, the image size and every file's name, size and time; the
-cache keeps the list of skipped files, so a cached run reports them too.
+one file per folder and image size, decoded again when the classes or any file's name, size or
+time change; the cache keeps the list of skipped files, so a cached run reports them too.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,9 +37,9 @@ import torch
 from training.data import (
     DataNotFound,
     TensorData,
-    cache_dir,
+    cache_file,
+    fingerprint,
     read_cache,
-    read_cache_notes,
     stratified_split,
     write_cache,
 )
@@ -223,13 +222,10 @@ def list_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
 def decode_folder(folder: Path, files: list[tuple[Path, int]], class_names: list[str],
                   image_size: int, root: Path) -> tuple[TensorData, list[str]]:
     """uint8 (N, 3, S, S) and labels of the files that decode, and "path: reason" for the others."""
-    key = hashlib.sha256(f"{folder.resolve()}|{image_size}|{'/'.join(class_names)}".encode())
-    for path, label in files:
-        stat = path.stat()
-        key.update(f"{path.relative_to(folder)}:{label}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    cached = cache_dir() / "image-folder" / f"{folder.name}-{image_size}px-{key.hexdigest()[:16]}.safetensors"
-    if cached.is_file():
-        return read_cache(cached), read_cache_notes(cached)
+    cached = cache_file("image-folder", f"{folder.name}-{image_size}px", f"{folder.resolve()}|{image_size}")
+    stamp = fingerprint([path for path, _ in files], folder, *class_names)
+    if (hit := read_cache(cached, stamp)) is not None:
+        return hit
     print(f"[image-folder] decoding the {len(files)} files of {folder} at {image_size}x{image_size} "
           "once (cached for later runs)")
     with ThreadPoolExecutor(os.cpu_count()) as pool:  # PIL releases the GIL while it decodes
@@ -240,7 +236,7 @@ def decode_folder(folder: Path, files: list[tuple[Path, int]], class_names: list
     pixels = np.stack([p for p, _ in kept]) if kept else np.zeros((0, image_size, image_size, 3), np.uint8)
     data = TensorData(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),  # (N, S, S, 3) -> (N, 3, S, S)
                       torch.tensor([label for _, label in kept], dtype=torch.long))
-    write_cache(cached, data, notes=skipped)
+    write_cache(cached, data, stamp, notes=skipped)
     return data, skipped
 
 
