@@ -84,21 +84,18 @@ def read_cache(path: Path, stamp: str):
     """(data, notes) that `write_cache` stored in `path` for files with fingerprint `stamp`, or
     None when there is no such file, it was written for other files, or it cannot be read (it is
     then decoded again). safetensors: no pickle is ever loaded."""
-    import safetensors.torch
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as file:
+        with safe_open(str(path), framework="pt") as file:  # one open: the stamp and tensors of one file
             metadata = file.metadata() or {}
-        if metadata.get("fingerprint") != stamp:
-            return None
-        tensors = safetensors.torch.load_file(str(path))
+            if metadata.get("fingerprint") != stamp:
+                return None
+            data = TensorData(file.get_tensor("images"), file.get_tensor("labels"))
     except (OSError, SafetensorError):
         return None
-    images = tensors["images"]
     notes = metadata.get("notes")
-    return (TensorData(images, tensors.get("labels", torch.zeros(len(images), dtype=torch.long))),
-            None if notes is None else json.loads(notes))
+    return data, None if notes is None else json.loads(notes)
 
 
 def write_cache(path: Path, data: TensorData, stamp: str, notes=None) -> None:
