@@ -74,7 +74,7 @@ def train(run):
 
     model = build_model("mnist-cnn", width=cfg.width, dropout=cfg.dropout)
     model = model.to(memory_format=torch.channels_last)  # measured faster for convolutions on CPU
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.max_lr, weight_decay=cfg.weight_decay, fused=True)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=cfg.max_lr, total_steps=cfg.epochs * run.steps_per_epoch(train_set, cfg.batch_size))
     model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)

@@ -108,8 +108,8 @@ def train(run):
 
     generator = build_model("mnist-gan", latent_dim=cfg.latent_dim, hidden_size=cfg.hidden_size)
     discriminator = build_model("mnist-gan-discriminator", hidden_size=cfg.hidden_size)
-    optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
-    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas))
+    optimizer_g = torch.optim.Adam(generator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), fused=True)
+    optimizer_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), fused=True)
     # With averaging, the average is the published generator; the raw one goes to generator/ for --resume.
     average = run.keep(generator_average=copy.deepcopy(generator) if cfg.average_decay else None)
     generator, discriminator, optimizer_g, optimizer_d = run.prepare(
