@@ -11,9 +11,9 @@ records which copy it read (`dataset_copy`, `dataset_original` in its task, for 
 
 When neither is there, the course's archive is downloaded into `--data-dir`. A decoded
 folder is cached as uint8 safetensors under `$ZTG_CACHE_DIR` (default
-`~/.cache/zero-to-gans`), one file per folder, decoded again when the folder's files
-change (names, sizes, times), so the data folder itself may be read-only and later runs skip the decoding (about 30 s for the 60,000
-JPEGs on a 2-core machine).
+`~/.cache/zero-to-gans`), one file per folder, decoded again when the folder's files change
+(names, sizes, times), so the data folder itself may be read-only and later runs skip the
+decoding (about 30 s for the 60,000 JPEGs on a 2-core machine).
 """
 
 from __future__ import annotations
