@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from training.data import DataNotFound, TensorData, cache_file, fingerprint, read_cache, write_cache
+from training.data import DataNotFound, TensorData, cache_file, cached_decode, fingerprint
 
 ANIME_FOLDER = "animefacedataset"  # <data-dir>/animefacedataset/images/*.jpg, the Kaggle layout
 KAGGLE_DATASET = "splcher/animefacedataset"
@@ -128,21 +128,20 @@ def read_faces(source: FaceSource, size: int = 64) -> TensorData:
     else:
         where, files = str(source.files[0].parent), source.files
         origin = str(source.files[0].parent.resolve())
+
+    def decode():
+        images = _unique_images(source.archive) if source.archive is not None else list(source.files)
+        print(f"[anime faces] decoding {len(images)} faces from {where} once (cached for later runs)")
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # Pillow decodes without the GIL
+            decoded = [image for image in pool.map(lambda f: _decode(f, size), images) if image is not None]
+        if not decoded:
+            raise DataNotFound(f"none of the {len(images)} images in {where} could be decoded")
+        if len(decoded) < len(images):
+            print(f"[anime faces] skipped {len(images) - len(decoded)} unreadable files in {where}", file=sys.stderr)
+        return TensorData(torch.stack(decoded), torch.zeros(len(decoded), dtype=torch.long)), None  # (N, 3, size, size)
+
     cached = cache_file("anime-faces", f"{size}px", f"{origin}|{size}")
-    stamp = fingerprint(files, files[0].parent)
-    if (hit := read_cache(cached, stamp)) is not None:
-        return hit[0]
-    images = _unique_images(source.archive) if source.archive is not None else list(source.files)
-    print(f"[anime faces] decoding {len(images)} faces from {where} once (cached for later runs)")
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # Pillow decodes without the GIL
-        decoded = [image for image in pool.map(lambda f: _decode(f, size), images) if image is not None]
-    if not decoded:
-        raise DataNotFound(f"none of the {len(images)} images in {where} could be decoded")
-    if len(decoded) < len(images):
-        print(f"[anime faces] skipped {len(images) - len(decoded)} unreadable files in {where}", file=sys.stderr)
-    faces = TensorData(torch.stack(decoded), torch.zeros(len(decoded), dtype=torch.long))  # (N, 3, size, size)
-    write_cache(cached, faces, stamp)
-    return faces
+    return cached_decode(cached, fingerprint(files, files[0].parent), decode)[0]
 
 
 def _jpegs(folder: Path) -> tuple[Path, ...]:

@@ -35,11 +35,10 @@ from training.data import (
     DataNotFound,
     TensorData,
     cache_file,
+    cached_decode,
     fingerprint,
     random_split,
-    read_cache,
     unreachable,
-    write_cache,
 )
 
 COURSE_ARCHIVE = "https://s3.amazonaws.com/fast-ai-imageclas/cifar10.tgz"
@@ -134,15 +133,14 @@ def load_image_folder(folder: Path) -> TensorData:
                            f"found {classes or 'none'}. Check --data-dir.")
     files = [(path, label) for label, name in enumerate(CLASSES)
              for path in sorted((folder / name).iterdir()) if path.suffix.lower() in IMAGE_SUFFIXES]
+    paths = [path for path, _ in files]
+
+    def decode():
+        print(f"[cifar10] decoding the {len(files)} images of {folder.name}/ once (cached for later runs)")
+        return TensorData(decode_images(paths), torch.tensor([label for _, label in files], dtype=torch.long)), None
+
     cached = cache_file("cifar10", folder.name, str(folder.resolve()))
-    stamp = fingerprint([path for path, _ in files], folder)
-    if (hit := read_cache(cached, stamp)) is not None:
-        return hit[0]
-    print(f"[cifar10] decoding the {len(files)} images of {folder.name}/ once (cached for later runs)")
-    data = TensorData(decode_images([path for path, _ in files]),
-                      torch.tensor([label for _, label in files], dtype=torch.long))
-    write_cache(cached, data, stamp)
-    return data
+    return cached_decode(cached, fingerprint(paths, folder), decode)[0]
 
 
 def decode_images(paths: list[Path]) -> torch.Tensor:

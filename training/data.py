@@ -13,8 +13,10 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -80,8 +82,21 @@ def fingerprint(files, root: Path, *extra) -> str:
     return digest.hexdigest()
 
 
-def read_cache(path: Path, stamp: str):
-    """(data, notes) that `write_cache` stored in `path` for files with fingerprint `stamp`, or
+def cached_decode(path: Path, stamp: str, decode: Callable[[], tuple[TensorData, Any]]) -> tuple[TensorData, Any]:
+    """`decode()`'s (data, notes) for the files of fingerprint `stamp`: read from the cache file
+    `path` (see `cache_file`) when it holds them, else decoded now and stored there for the next run.
+
+    notes: any JSON value about the decoding (e.g. the files it skipped), or None.
+    """
+    if (hit := _read_cache(path, stamp)) is not None:
+        return hit
+    data, notes = decode()
+    _write_cache(path, data, stamp, notes)
+    return data, notes
+
+
+def _read_cache(path: Path, stamp: str):
+    """(data, notes) that `_write_cache` stored in `path` for files with fingerprint `stamp`, or
     None when there is no such file, it was written for other files, or it cannot be read (it is
     then decoded again). safetensors: no pickle is ever loaded."""
     from safetensors import SafetensorError, safe_open
@@ -98,12 +113,9 @@ def read_cache(path: Path, stamp: str):
     return data, None if notes is None else json.loads(notes)
 
 
-def write_cache(path: Path, data: TensorData, stamp: str, notes=None) -> None:
-    """Save decoded images and labels for the files of fingerprint `stamp`, atomically, in place of
-    what `path` held; a read-only cache only costs a note.
-
-    notes: any JSON value about the decoding (e.g. the files skipped), stored in the same file.
-    """
+def _write_cache(path: Path, data: TensorData, stamp: str, notes) -> None:
+    """Save decoded images, labels and notes for the files of fingerprint `stamp`, atomically, in
+    place of what `path` held; a read-only cache only costs a note."""
     import safetensors.torch
 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")

@@ -38,10 +38,9 @@ from training.data import (
     DataNotFound,
     TensorData,
     cache_file,
+    cached_decode,
     fingerprint,
-    read_cache,
     stratified_split,
-    write_cache,
 )
 
 COURSE_DEMO = ("airplane", "cat", "dog")  # the classes `all` trains on in the course's data folder
@@ -222,22 +221,20 @@ def list_files(folder: Path, class_names: list[str]) -> list[tuple[Path, int]]:
 def decode_folder(folder: Path, files: list[tuple[Path, int]], class_names: list[str],
                   image_size: int, root: Path) -> tuple[TensorData, list[str]]:
     """uint8 (N, 3, S, S) and labels of the files that decode, and "path: reason" for the others."""
+    def decode_files():
+        print(f"[image-folder] decoding the {len(files)} files of {folder} at {image_size}x{image_size} "
+              "once (cached for later runs)")
+        with ThreadPoolExecutor(os.cpu_count()) as pool:  # PIL releases the GIL while it decodes
+            results = list(pool.map(lambda item: decode(item[0], image_size), files, chunksize=64))
+        kept = [(pixels, label) for (pixels, _), (_, label) in zip(results, files, strict=True) if pixels is not None]
+        skipped = [f"{path.relative_to(root.parent)}: {reason}"
+                   for (_, reason), (path, _) in zip(results, files, strict=True) if reason is not None]
+        pixels = np.stack([p for p, _ in kept]) if kept else np.zeros((0, image_size, image_size, 3), np.uint8)
+        return TensorData(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),  # (N, S, S, 3) -> (N, 3, S, S)
+                          torch.tensor([label for _, label in kept], dtype=torch.long)), skipped
+
     cached = cache_file("image-folder", f"{folder.name}-{image_size}px", f"{folder.resolve()}|{image_size}")
-    stamp = fingerprint([path for path, _ in files], folder, *class_names)
-    if (hit := read_cache(cached, stamp)) is not None:
-        return hit
-    print(f"[image-folder] decoding the {len(files)} files of {folder} at {image_size}x{image_size} "
-          "once (cached for later runs)")
-    with ThreadPoolExecutor(os.cpu_count()) as pool:  # PIL releases the GIL while it decodes
-        results = list(pool.map(lambda item: decode(item[0], image_size), files, chunksize=64))
-    kept = [(pixels, label) for (pixels, _), (_, label) in zip(results, files, strict=True) if pixels is not None]
-    skipped = [f"{path.relative_to(root.parent)}: {reason}"
-               for (_, reason), (path, _) in zip(results, files, strict=True) if reason is not None]
-    pixels = np.stack([p for p, _ in kept]) if kept else np.zeros((0, image_size, image_size, 3), np.uint8)
-    data = TensorData(torch.from_numpy(pixels).permute(0, 3, 1, 2).contiguous(),  # (N, S, S, 3) -> (N, 3, S, S)
-                      torch.tensor([label for _, label in kept], dtype=torch.long))
-    write_cache(cached, data, stamp, notes=skipped)
-    return data, skipped
+    return cached_decode(cached, fingerprint([path for path, _ in files], folder, *class_names), decode_files)
 
 
 def decode(path: Path, image_size: int):
