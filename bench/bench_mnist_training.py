@@ -40,7 +40,7 @@ from torchvision.datasets import MNIST
 
 from shared.models import build_model
 from shared.preprocessing import normalize_mnist
-from training.lessons import mnist_logistic
+from training.lessons import mnist_logistic, mnist_mlp
 from training.mnist_data import load_mnist
 from training.run import Run
 
@@ -101,9 +101,9 @@ def step_parts(data_dir: Path, calls: int = 3000) -> None:
     with tempfile.TemporaryDirectory() as out:
         _, run = make_run("mnist-mlp", ["--augment=false"], profile="cpu", data_dir=data_dir, out_dir=Path(out))
         torch.manual_seed(0)
-        model = build_model("mnist-mlp")
-        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, fused=True)  # the lesson's, as it builds them
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=10**9)
+        model = build_model("mnist-mlp", hidden_sizes=run.config.hidden_sizes)
+        optimizer, scheduler = mnist_mlp.make_optimizer(run.config, model.parameters(),
+                                                        run.steps_per_epoch(train, run.config.batch_size))
         model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
         index = torch.randperm(len(train))[:BATCH]
         images, labels = train.inputs[index], train.labels[index]

@@ -86,23 +86,27 @@ PLAYGROUND = PlaygroundSettings(
     picture=DIGIT_PREDICTIONS, tried_with="drawing", data=mnist_data)
 
 
+def make_optimizer(cfg, params, steps_per_epoch: int):
+    """The optimizer and its learning-rate schedule, stepped once per batch."""
+    if cfg.optimizer == "sgd":
+        optimizer = torch.optim.SGD(params, lr=cfg.lr)
+    else:
+        # fused: one kernel per parameter instead of about eight small ones: on a 2-core CPU the lesson's
+        # whole step ran 1.15-1.18x faster (bench/bench_mnist_training.py, README)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    if cfg.lr_schedule == "step":  # the course's two fits, as one schedule stepped every batch
+        return optimizer, torch.optim.lr_scheduler.MultiStepLR(
+            optimizer, milestones=[max(1, cfg.epochs // 2) * steps_per_epoch], gamma=cfg.lr_drop)
+    # cosine decay to zero over the whole run: a few points of accuracy for free
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+
+
 def train(run):
     cfg = run.config
     train_set, val_set, test_set = mnist_splits(run)
 
     model = build_model("mnist-mlp", hidden_sizes=cfg.hidden_sizes)
-    if cfg.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr)
-    else:
-        # fused: one kernel per parameter instead of about eight small ones: on a 2-core CPU the lesson's
-        # whole step ran 1.15-1.18x faster (bench/bench_mnist_training.py, README)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
-    steps_per_epoch = run.steps_per_epoch(train_set, cfg.batch_size)
-    if cfg.lr_schedule == "step":  # the course's two fits, as one schedule stepped every batch
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            optimizer, milestones=[max(1, cfg.epochs // 2) * steps_per_epoch], gamma=cfg.lr_drop)
-    else:  # cosine decay to zero over the whole run: a few points of accuracy for free
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+    optimizer, scheduler = make_optimizer(cfg, model.parameters(), run.steps_per_epoch(train_set, cfg.batch_size))
     model, optimizer, scheduler = run.prepare(model=model, optimizer=optimizer, scheduler=scheduler)
 
     for _ in run.epochs():
