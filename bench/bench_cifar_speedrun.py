@@ -44,6 +44,8 @@ import sys
 from pathlib import Path
 
 from harness.datasets import find_datasets
+from training.config import as_flags
+from training.lessons import cifar10_airbench
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,14 +56,8 @@ AIRBENCH = ["cifar10-airbench", "--profile", "course", "--widths=48,192,192", "-
             "--micro_batch=256"]
 PAPER = [*AIRBENCH, "--widths=64,256,256"]  # the paper's network: the 15-minute setting with bf16 on AMX
 LONG = [*AIRBENCH, "--widths=128,384,384", "--epochs=15"]  # airbench95's widths and epochs: the long setting
-# airbench94_muon: Muon on the filters, batch 2000, 8 epochs, a linear decay to 0, no lookahead
-# (lr 6.5 in the paper's units is its SGD learning rates for the biases and the head).
-MUON_RECIPE = ["--optimizer=muon", "--batch_size=2000", "--epochs=8", "--lr=6.5", "--warmup=0", "--lr_end=0",
-               "--lookahead=false"]
-# airbench96_faster's ingredients: residual third convolutions, translate 4, cutout 12, a 10% warm-up
-# decaying to 0, lr 9, weight decay 0.012, and training on the hardest half of each batch of 1024.
-AIRBENCH96_RECIPE = ["--block_depth=3", "--translate=4", "--cutout=12", "--warmup=0.1", "--lr_end=0", "--lr=9",
-                     "--weight_decay=0.012", "--proxy_keep=0.5", "--batch_size=1024"]
+MUON_RECIPE = as_flags(cifar10_airbench.RECIPES["airbench94_muon"])  # the lesson's recipes, as flags
+AIRBENCH96_RECIPE = as_flags(cifar10_airbench.RECIPES["airbench96"])
 ABLATIONS = {  # each method off in turn
     "no whitening": ["--whiten=false"],
     "no identity init": ["--identity_init=false"],

@@ -15,7 +15,8 @@ from shared.models.airbench import whitening_weights
 from training.airbench_optim import lr_factor, optimizer_for
 from training.augment import EpochDraw, MultiCrop, cutout
 from training.cifar10_data import synthetic_cifar
-from training.lessons.cifar10_airbench import Config, network
+from training.config import as_flags, make_config
+from training.lessons.cifar10_airbench import PROFILES, RECIPES, Config, network
 from training.muon import Muon
 
 
@@ -114,6 +115,14 @@ def test_learning_rate_schedule_shapes():
     assert rates[0] == 1 and rates[50] == pytest.approx(0.5) and rates[100] == 0
     rates = [lr_factor(step, 100, Config(warmup=0.1, lr_end=0)) for step in range(101)]  # airbench96's
     assert rates.index(max(rates)) == 10 and rates[100] == 0
+
+
+def test_the_recipes_read_back_from_their_flags_and_the_cpu_profile_is_muons():
+    for name, settings in RECIPES.items():
+        config = make_config(Config, {}, as_flags(settings))
+        assert {key: getattr(config, key) for key in settings} == settings, name
+    cpu = make_config(Config, PROFILES["cpu"], [])
+    assert (cpu.optimizer, cpu.batch_size, cpu.epochs, cpu.lookahead, cpu.widths) == ("muon", 2000, 9, False, [48, 192, 192])
 
 
 def test_the_residual_block_and_old_checkpoints_load_strictly(tmp_path):

@@ -142,6 +142,16 @@ def _show(value) -> str:
     return ",".join(map(_number, value)) if isinstance(value, (list, tuple)) else _number(value)
 
 
+def as_flags(settings: dict) -> list[str]:
+    """The `--key=value` tokens that `make_config` reads back as `settings` (a recipe, a profile)."""
+    def text(value) -> str:
+        if isinstance(value, (list, tuple)):
+            return ",".join(map(text, value))
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return [f"--{key}={text(value)}" for key, value in settings.items()]
+
+
 def make_config(config_cls, profile: dict, overrides: list[str], base: dict | None = None):
     """Build a config: defaults, then `base` (a resumed run's config), then profile, then overrides.
 
