@@ -28,7 +28,7 @@ help:
 	@echo "make push LESSON=mnist-cnn HF_REPO=org/name [PRIVATE=1]  publish a trained checkpoint (the repo mirrors it)"
 	@echo "make test [PYTEST_ARGS='-k resume']                      run the test suite"
 	@echo "make lint | make bench [DATA_DIR=..]                     ruff; the benchmarks under bench/ (minutes)"
-	@echo "make bench-speedrun [RUNS=curves,seeds,muon,airbench96,ablation,additions] [PRECISION=bf16] [BASE=cpu|sgd-cpu]  CIFAR-10 time to accuracy (hours)"
+	@echo "make bench-speedrun [RUNS=curves,seeds,muon,airbench96,hour,ablation,additions] [PRECISION=bf16] [BASE=cpu|sgd-cpu]  CIFAR-10 time to accuracy (hours)"
 	@echo "make space SPACE=digits | make spaces                    serve one Space / every Space locally"
 	@echo "make deploy-space SPACE=digits HF_SPACE=org/name [WEIGHTS_ORG=org]  upload a Space to the Hub"
 	@echo "make publish HF_ORG=org [PRIVATE=1]                      every checkpoint to org/<lesson>, every Space to org/<space>"
