@@ -9,7 +9,8 @@
   Reported: errors (target 0), p50/p95 latency, the server's resident memory after a warm-up and
   after the load (target: growth <= 50 MiB) and at `--checkpoints` points on the way (a plateau
   shows apart from a leak; more `--requests` show where it levels), and the size of the Space's
-  output folder (bounded by `OutputFiles`) and of Gradio's cache afterwards.
+  output folder (bounded by `OutputFiles`) and of Gradio's cache (bounded by `prune_gradio_files`:
+  `--gradio-files-mb` sets the bound, $ZTG_GRADIO_FILES_MB) at the same points and at the end.
 - playground (the smoke profile's data, or MNIST with --data-dir): `--visitors` visitors press
   Train at the same moment with a run longer than the cap (`--cap` seconds). Reported: the places
   in the queue they were shown, overlapping runs (from the worker processes' start and exit times
@@ -120,10 +121,12 @@ def space_load(name: str, args, tmp: Path) -> None:
     # The server's temporary files (its output folder) and Gradio's cache go where they can be measured.
     (work / "tmp").mkdir(parents=True)
     env |= {"TMPDIR": str(work / "tmp"), "GRADIO_TEMP_DIR": str(work / "gradio")}
+    if args.gradio_files_mb is not None:
+        env["ZTG_GRADIO_FILES_MB"] = str(args.gradio_files_mb)
     request = factory(work)
     per_client = math.ceil(args.requests / args.clients)
     step = max(1, per_client * args.clients // args.checkpoints)
-    readings, done, lock = [], itertools.count(1), threading.Lock()  # (requests answered, RSS MiB)
+    readings, done, lock = [], itertools.count(1), threading.Lock()  # (requests answered, RSS MiB, Gradio's MiB)
 
     def counted(api, index, k):  # the server's memory after every `step` answers: a plateau or a climb
         try:
@@ -132,7 +135,7 @@ def space_load(name: str, args, tmp: Path) -> None:
             with lock:
                 answered = next(done)
                 if answered % step == 0:
-                    readings.append((answered, server.rss_mb()[0]))
+                    readings.append((answered, server.rss_mb()[0], folder_mib(work / "gradio")[0]))
 
     report = Report()
     with serve(app, env) as server:
@@ -145,11 +148,12 @@ def space_load(name: str, args, tmp: Path) -> None:
         report.row("wall time of the load", f"{time.perf_counter() - start:.0f} s")
         after, _ = server.rss_mb()
         alive = server.alive()
+        cache = folder_mib(work / "gradio")  # while it serves: what a Space's disk holds
     report.row(f"RSS growth over the load (after {WARMUP} warm-up requests)", f"{after - before:+.0f} MiB",
                f"{before:.0f} -> {after:.0f} MiB", report.verdict(after - before, RSS_GROWTH_MIB))
-    report.row("RSS growth after N requests (N: MiB)", "", "  ".join(f"{n}: {rss - before:+.0f}" for n, rss in readings))
+    report.row("RSS growth after N requests (N: MiB)", "", "  ".join(f"{n}: {rss - before:+.0f}" for n, rss, _ in readings))
+    report.row("Gradio's cache after N requests (N: MiB)", "", "  ".join(f"{n}: {mib:.0f}" for n, _, mib in readings))
     outputs = folder_mib(next((work / "tmp").glob(f"zero-to-gans-{name}-*"), work / "tmp" / "none"))
-    cache = folder_mib(work / "gradio")
     report.row("output folder after (MiB, files)", f"{outputs[0]:.1f} MiB", f"{outputs[1]} files")
     report.row("Gradio's cache after (MiB, files)", f"{cache[0]:.1f} MiB", f"{cache[1]} files")
     report.show(f"{name} Space under load", origin, alive)
@@ -278,6 +282,8 @@ def main() -> None:
                    help="readings of the server's memory during the load (a plateau shows as equal ones)")
     p.add_argument("--only", default="digits,cifar10,faces,playground")
     p.add_argument("--random-weights", action="store_true", help="untrained weights for every model")
+    p.add_argument("--gradio-files-mb", type=float, default=None,
+                   help="the bound on Gradio's cache (ZTG_GRADIO_FILES_MB; default: the Spaces' own, 2048)")
     p.add_argument("--visitors", type=int, default=10, help="playground visitors pressing Train at once")
     p.add_argument("--cap", type=float, default=6, help="the playground's wall-clock cap per run, seconds")
     p.add_argument("--data-dir", help="MNIST for the playground's runs (default: the smoke profile's data)")

@@ -6,7 +6,8 @@ half-written file (seen: 2 of 32 concurrent clients got a truncated download). A
 by path is copied into the cache atomically. So a Space hands Gradio finished files: written
 under a temporary name and renamed, in a folder named after their content (identical outputs
 share one), and pruned once Gradio has had its copy. `delete_cache` prunes Gradio's copies and
-the uploads.
+the uploads by age (an hour), and `prune_gradio_files` by size: at its peak (8.6 requests/s) the
+faces Space wrote 2.2 MiB of copies a second, an hour of which is 8 GiB of the Space's disk.
 
 Queue and launch. A public Space on a 2-core machine: a bounded queue, two requests at a time,
 one torch thread per request (tiny models gain nothing from more, and on busy cores two threads
@@ -21,8 +22,9 @@ arena. Measured on the faces Space (2,000 requests from 16 clients): +125 MiB, 1
 five on the faces Space, whose models load in threads) and calls `malloc_trim` every
 TRIM_EVERY seconds, which returns the free pages of every arena: +47 MiB over 3,000 requests.
 
-Housekeeping: `prune_folders` deletes a Space's own folders past an age, and `every` runs such
-a task on a timer of the server (not of a page: it runs with no visitor too).
+Housekeeping: `prune_folders` deletes a Space's own folders past an age, `prune_gradio_files`
+bounds Gradio's files by size, and `every` runs such a task on a timer of the server (not of a
+page: it runs with no visitor too).
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ from pathlib import Path
 
 # Blocks(delete_cache=...): every 10 minutes, Gradio deletes uploads and outputs older than an hour.
 DELETE_CACHE = (600, 3600)
+# ... and every 30 s, while its copies and the uploads hold more than 2 GiB, the oldest go, but
+# none younger than 2 minutes (a visitor may still click a download the answer just showed).
+GRADIO_FILES_MAX_BYTES = 2 * 2**30
+GRADIO_FILES_MIN_AGE = 120
+GRADIO_FILES_EVERY = 30
 MAX_QUEUE = 64
 CONCURRENT_REQUESTS = 2
 M_ARENA_MAX = -8  # glibc's <malloc.h>
@@ -133,6 +140,44 @@ def prune_folders(root: Path, max_age: float, keep=frozenset()) -> None:
                 shutil.rmtree(folder)
 
 
+def prune_gradio_files(demo, max_bytes: int, min_age: float) -> int:
+    """Delete the oldest of the files Gradio made for `demo` (its copies of outputs, the uploads)
+    while they hold more than `max_bytes`, never one touched in the last `min_age` seconds nor one
+    Gradio keeps (an example's); returns the bytes deleted.
+
+    The same files and the same clock as `delete_cache` (Gradio's sets of the files it made, their
+    ctime, which Gradio renews when it hands out a copy again), and, as there, a deleted file
+    leaves Gradio's sets: only a bound on their total is added."""
+    keep = set()
+    for block in demo.blocks.values():
+        keep.update(getattr(block, "keep_in_cache", ()))
+    files = {}  # path -> [ctime, bytes, the sets holding it]
+    for tracked in demo.temp_file_sets:
+        for path in list(tracked):  # a copy: requests add to these sets while this runs
+            if path in keep:
+                continue
+            if path not in files:
+                try:
+                    stat = os.lstat(path)
+                except OSError:  # gone already
+                    tracked.discard(path)
+                    continue
+                files[path] = [stat.st_ctime, stat.st_size, []]
+            files[path][2].append(tracked)
+    total, freed, now = sum(size for _, size, _ in files.values()), 0, time.time()
+    for path, (made, size, holders) in sorted(files.items(), key=lambda item: item[1][0]):  # oldest first
+        if total <= max_bytes or now - made < min_age:
+            break
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path)
+        with contextlib.suppress(OSError):  # Gradio's folder for the file (named after its content), if empty
+            os.rmdir(Path(path).parent)
+        for tracked in holders:
+            tracked.discard(path)
+        total, freed = total - size, freed + size
+    return freed
+
+
 def every(seconds: float, task, name: str) -> threading.Thread:
     """Run `task()` every `seconds` in a daemon thread of the server. Housekeeping must run whether
     or not anyone visits: a gr.Timer ticks in each open page instead (an event per visitor per tick,
@@ -171,9 +216,11 @@ def queue(demo, *, max_size: int = MAX_QUEUE):
 
 def launch(demo, *, max_file_size: str = "10mb") -> None:
     """Serve `demo` as a public Space does (see the module docstring); $ZTG_TORCH_THREADS overrides
-    the one torch thread per request."""
+    the one torch thread per request, $ZTG_GRADIO_FILES_MB the bound on Gradio's files (MiB)."""
     import torch
 
     torch.set_num_threads(int(os.environ.get("ZTG_TORCH_THREADS", 1)))
     _give_freed_memory_back()
+    max_bytes = int(float(os.environ.get("ZTG_GRADIO_FILES_MB", GRADIO_FILES_MAX_BYTES / 2**20)) * 2**20)
+    every(GRADIO_FILES_EVERY, lambda: prune_gradio_files(demo, max_bytes, GRADIO_FILES_MIN_AGE), "prune-gradio-files")
     demo.launch(max_file_size=max_file_size, show_error=False, enable_monitoring=False)

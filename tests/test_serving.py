@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from shared.serving import OutputFiles
+from shared.serving import OutputFiles, prune_gradio_files
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -132,3 +132,55 @@ def test_memory_freed_by_requests_in_many_threads_goes_back_to_the_system():
 
     plain, served = retained("plain"), retained("launch")
     assert plain > 80 and served < plain / 3, (plain, served)
+
+
+def test_gradio_files_are_bounded_by_size_oldest_first_never_a_young_or_kept_one(tmp_path, monkeypatch):
+    """A real Gradio server and client: five 1 MiB outputs (the first three a second older) and a
+    1 MiB initial value Gradio keeps. A 3 MiB bound deletes the two oldest copies; a 1 MiB bound
+    only the third, as the last two are younger than `min_age`; the kept file stays; a deleted
+    output asked for again is copied and served again."""
+    import gradio as gr
+    from gradio_client import Client
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))  # Gradio's cache: read when a block is made
+    outputs, made = OutputFiles("test"), {}
+    kept = tmp_path / "kept.bin"
+    kept.write_bytes(os.urandom(2**20))
+
+    def output(name: str) -> str:
+        made.setdefault(name, os.urandom(2**20))
+        return outputs.write(made[name], f"{name}.bin")
+
+    with gr.Blocks() as demo:
+        gr.File(value=str(kept))
+        name, result = gr.Textbox(), gr.File()
+        name.submit(output, name, result, api_name="output")
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+    try:
+        api = Client(demo.local_url, verbose=False, analytics_enabled=False, download_files=str(tmp_path / "client"))
+
+        def copies() -> dict[str, str]:  # output name -> Gradio's copy, from the sets Gradio keeps
+            paths = {path for tracked in demo.temp_file_sets for path in tracked}
+            return {name: path for name, data in made.items() for path in paths
+                    if Path(path).is_file() and Path(path).read_bytes() == data}
+
+        for name in "abc":
+            api.predict(name, api_name="/output")
+        time.sleep(1.0)
+        for name in "de":
+            api.predict(name, api_name="/output")
+        before = copies()
+        assert set(before) == set("abcde")
+
+        assert prune_gradio_files(demo, max_bytes=3 * 2**20, min_age=0.8) == 2 * 2**20
+        assert set(copies()) == set("cde") and not Path(before["a"]).exists()
+        assert prune_gradio_files(demo, max_bytes=2**20, min_age=0.8) == 2**20  # d and e are too young
+        assert set(copies()) == set("de")
+        assert not any(before[name] in tracked for name in "abc" for tracked in demo.temp_file_sets)
+        kept_copies = [path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())]
+        assert kept_copies and all(Path(path).read_bytes() == kept.read_bytes() for path in kept_copies)
+
+        assert Path(api.predict("a", api_name="/output")).read_bytes() == made["a"]
+        assert "a" in copies()
+    finally:
+        demo.close()
