@@ -135,7 +135,7 @@ def test_memory_freed_by_requests_in_many_threads_goes_back_to_the_system():
 
 
 def test_gradio_files_are_bounded_by_size_oldest_first_never_a_young_or_kept_one(tmp_path, monkeypatch):
-    """A real Gradio server and client: five 1 MiB outputs (the first three a second older) and a
+    """A real Gradio server and client: five 1 MiB outputs (the first three 2 s older) and a
     1 MiB initial value Gradio keeps. A 3 MiB bound deletes the two oldest copies; a 1 MiB bound
     only the third, as the last two are younger than `min_age`; the kept file stays; a deleted
     output asked for again is copied and served again."""
@@ -166,15 +166,19 @@ def test_gradio_files_are_bounded_by_size_oldest_first_never_a_young_or_kept_one
 
         for name in "abc":
             api.predict(name, api_name="/output")
-        time.sleep(1.0)
+        time.sleep(2)
         for name in "de":
             api.predict(name, api_name="/output")
         before = copies()
         assert set(before) == set("abcde")
+        made_at = {name: os.stat(path).st_ctime for name, path in before.items()}
 
-        assert prune_gradio_files(demo, max_bytes=3 * 2**20, min_age=0.8) == 2 * 2**20
+        def min_age() -> float:  # c older than this, d younger: whatever the machine's speed, 2 s apart
+            return time.time() - (made_at["c"] + made_at["d"]) / 2
+
+        assert prune_gradio_files(demo, max_bytes=3 * 2**20, min_age=min_age()) == 2 * 2**20
         assert set(copies()) == set("cde") and not Path(before["a"]).exists()
-        assert prune_gradio_files(demo, max_bytes=2**20, min_age=0.8) == 2**20  # d and e are too young
+        assert prune_gradio_files(demo, max_bytes=2**20, min_age=min_age()) == 2**20  # d and e are too young
         assert set(copies()) == set("de")
         assert not any(before[name] in tracked for name in "abc" for tracked in demo.temp_file_sets)
         kept_copies = [path for block in demo.blocks.values() for path in getattr(block, "keep_in_cache", ())]
