@@ -28,6 +28,7 @@ Every loop is bounded in count and time and talks only to the servers this scrip
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import math
 import os
@@ -58,9 +59,14 @@ WARMUP = 20  # requests before the "before" memory reading: imports and first al
 
 
 def folder_mib(folder: Path) -> tuple[float, int]:
-    """(MiB, files) under `folder`."""
-    files = [p for p in folder.rglob("*") if p.is_file()] if folder.is_dir() else []
-    return sum(p.stat().st_size for p in files) / 2**20, len(files)
+    """(MiB, files) under `folder`, which a serving Space changes as this walks it (a file written
+    under a temporary name and renamed is gone when its size is asked): those are left out."""
+    sizes = []
+    for parent, _, names in os.walk(folder):  # os.walk skips a folder that went
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                sizes.append(os.stat(os.path.join(parent, name)).st_size)
+    return sum(sizes) / 2**20, len(sizes)
 
 
 def digits_requests(tmp: Path):
