@@ -33,6 +33,7 @@ import atexit
 import contextlib
 import hashlib
 import io
+import math
 import os
 import shutil
 import sys
@@ -113,22 +114,30 @@ class OutputFiles:
 
     def _prune(self) -> None:
         self._last_prune, self._writes, self._bytes = time.monotonic(), 0, 0
-        now = time.time()
-        entries = []  # (last used, entry, bytes)
+        entries = []  # (last used, bytes, entry)
         for entry in self.folder.iterdir():
             if entry.name.startswith("."):  # a write in progress
                 continue
             with contextlib.suppress(OSError):
-                entries.append((entry.stat().st_mtime, entry, sum(f.stat().st_size for f in entry.iterdir())))
-        entries.sort()
-        count, total = len(entries), sum(size for _, _, size in entries)
-        for used, entry, size in entries:  # oldest first
-            age, over = now - used, count > self.max_entries or total > self.max_bytes
-            if age > self.max_age or (over and age > self.min_age):
-                shutil.rmtree(entry, ignore_errors=True)
-                count, total = count - 1, total - size
-            elif not over:
-                break  # the rest are younger still
+                entries.append((entry.stat().st_mtime, sum(f.stat().st_size for f in entry.iterdir()), entry))
+        for _, _, entry in oldest_over_bounds(entries, max_bytes=self.max_bytes, min_age=self.min_age,
+                                              max_age=self.max_age, max_count=self.max_entries):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def oldest_over_bounds(rows, *, max_bytes: float, min_age: float, max_age: float = math.inf,
+                       max_count: float = math.inf):
+    """The rows (last used, bytes, item) to delete, oldest first: every one unused for `max_age`
+    seconds and, while more than `max_count` rows or `max_bytes` bytes remain, the oldest, but never
+    one used in the last `min_age` seconds."""
+    rows, now = sorted(rows, key=lambda row: row[0]), time.time()
+    count, total = len(rows), sum(size for _, size, _ in rows)
+    for row in rows:
+        age = now - row[0]
+        if not (age > max_age or (age > min_age and (count > max_count or total > max_bytes))):
+            return  # the rest are younger still
+        yield row
+        count, total = count - 1, total - row[1]
 
 
 def prune_folders(root: Path, max_age: float, keep=frozenset()) -> None:
@@ -151,30 +160,29 @@ def prune_gradio_files(demo, max_bytes: int, min_age: float) -> int:
     keep = set()
     for block in demo.blocks.values():
         keep.update(getattr(block, "keep_in_cache", ()))
-    files = {}  # path -> [ctime, bytes, the sets holding it]
+    holders, rows = {}, []  # path -> the sets holding it; (ctime, bytes, path)
     for tracked in demo.temp_file_sets:
         for path in list(tracked):  # a copy: requests add to these sets while this runs
             if path in keep:
                 continue
-            if path not in files:
+            if path not in holders:
                 try:
                     stat = os.lstat(path)
                 except OSError:  # gone already
                     tracked.discard(path)
                     continue
-                files[path] = [stat.st_ctime, stat.st_size, []]
-            files[path][2].append(tracked)
-    total, freed, now = sum(size for _, size, _ in files.values()), 0, time.time()
-    for path, (made, size, holders) in sorted(files.items(), key=lambda item: item[1][0]):  # oldest first
-        if total <= max_bytes or now - made < min_age:
-            break
+                holders[path] = []
+                rows.append((stat.st_ctime, stat.st_size, path))
+            holders[path].append(tracked)
+    freed = 0
+    for _, size, path in oldest_over_bounds(rows, max_bytes=max_bytes, min_age=min_age):
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
         with contextlib.suppress(OSError):  # Gradio's folder for the file (named after its content), if empty
             os.rmdir(Path(path).parent)
-        for tracked in holders:
+        for tracked in holders[path]:
             tracked.discard(path)
-        total, freed = total - size, freed + size
+        freed += size
     return freed
 
 
