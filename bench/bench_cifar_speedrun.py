@@ -149,10 +149,11 @@ def run(name: str, command: list[str], data_dir: Path, out: Path, precision: str
 
 
 def curve(metrics: dict, clock: str) -> tuple[list[float], list[float]]:
-    """(seconds, test accuracy) after every epoch, ending on the reported final accuracy;
+    """(seconds, test accuracy) after every evaluated epoch, ending on the reported final accuracy;
     `clock`: "wall_seconds" (the lesson's wall clock) or "train_seconds" (its batches only)."""
-    seconds = [row[clock] for row in metrics["history"]]
-    accuracy = [row["test_accuracy"] for row in metrics["history"]]
+    rows = [row for row in metrics["history"] if "test_accuracy" in row]  # --eval_every skips some
+    seconds = [row[clock] for row in rows]
+    accuracy = [row["test_accuracy"] for row in rows]
     return [*seconds, metrics[clock]], [*accuracy, metrics["test_accuracy"]]
 
 

@@ -170,6 +170,22 @@ def test_smoke_run_with_every_method_on_and_off(options, tmp_path):
             torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("every, evaluated", [(0, [3]), (2, [2, 3])])
+def test_eval_every_spaces_the_test_evaluations_out_and_the_curves_keep_them(every, evaluated, tmp_path):
+    from matplotlib import pyplot as plt
+
+    from training.plots import plot_curves
+
+    metrics = train("cifar10-airbench", tmp_path, "--epochs=3", f"--eval_every={every}")
+    history = json.loads((tmp_path / "cifar10-airbench" / "history.json").read_text())
+    assert [row["epoch"] for row in history if "test_accuracy" in row] == evaluated  # the last epoch always
+    assert metrics["complete"] and metrics["test_accuracy"] > 0
+    figure = plot_curves(history, "cifar10-airbench")  # a metric missing from the first rows still gets its line
+    lines = {line.get_label(): list(line.get_xdata()) for ax in figure.axes for line in ax.get_lines()}
+    plt.close(figure)
+    assert lines["test_accuracy"] == evaluated and lines["train_loss"] == [1, 2, 3]
+
+
 def test_the_proxy_picks_the_batch_share_it_finds_hardest_and_learns_every_fourth_batch(tmp_path):
     from training.airbench_optim import scheduled
     from training.cli import make_run

@@ -20,15 +20,17 @@ FAMILIES = ("loss", "accuracy", "score", "swd")  # metrics whose name holds one 
 
 def plot_curves(history: list[dict], title: str):
     """One panel per family of metrics (losses, accuracies, GAN scores, SWD), one per other metric."""
-    keys = [k for k in history[0] if k not in SKIP and isinstance(history[0][k], (int, float))]
+    # every metric of any row, in order of first appearance: some are measured only in some epochs
+    keys = list(dict.fromkeys(k for row in history for k, v in row.items()
+                              if k not in SKIP and isinstance(v, (int, float))))
     groups = {family: [k for k in keys if family in k] for family in FAMILIES}
     groups.update({k: [k] for k in keys if not any(family in k for family in FAMILIES)})
     groups = {name: ks for name, ks in groups.items() if ks}
     fig, axes = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.5), squeeze=False)
-    epochs = [row["epoch"] for row in history]
     for ax, (name, ks) in zip(axes[0], groups.items(), strict=True):
         for k in ks:
-            ax.plot(epochs, [row.get(k) for row in history], marker="o", label=k)
+            measured = [row for row in history if k in row]
+            ax.plot([row["epoch"] for row in measured], [row[k] for row in measured], marker="o", label=k)
         ax.set_xlabel("epoch")
         ax.set_title(name)
         ax.legend()

@@ -40,7 +40,9 @@ speedrun section has the measurements); on a GPU the whole batch at once (0) is 
 lr and weight_decay are in the paper's units (per 1024 images of a summed loss), converted here
 for a mean loss, so `batch_size` can change alone. All 50,000 images train (`val_size=0`, as in
 the paper): the per-epoch metrics are on the test set without test-time augmentation, the final
-ones with it. metrics.json's `wall_seconds` is the whole lesson, `train_seconds` its batches.
+ones with it; `eval_every` spaces the per-epoch ones out (each costs about a twentieth of an
+epoch's time on a CPU; 0: after the last epoch only). metrics.json's `wall_seconds` is the whole
+lesson, `train_seconds` its batches.
 
 Expect, on the JPEG copy of CIFAR-10 and a 2-core Intel Xeon with AMX (the README's speedrun
 section has every setting; `bench/bench_cifar_speedrun.py` reruns them): the cpu profile
@@ -102,6 +104,7 @@ class Config:
     proxy_keep: Annotated[float, Range(0, 1, above=True)] = 1.0  # < 1: the hardest share of each batch trains
     proxy_widths: list[Count] = field(default_factory=lambda: [32, 64, 64])  # the proxy judging it
     tta: Annotated[int, Range(0, 2)] = 2  # 0: none, 1: mirror, 2: mirror and 1-pixel shifts
+    eval_every: Size = 1  # evaluate the test set after every that many epochs and after the last (0: the last only)
     val_size: Size = 0  # as in the paper, every training image trains and the test set is watched
     synthetic_data: bool = False  # tiny generated data instead of the dataset (the smoke profile's)
     seed: Seed = 0
@@ -212,9 +215,11 @@ def train(run):
             run.log_step(loss=loss)
         if slow is not None and epoch == cfg.epochs:
             pull_back(1.0)  # the run ends on the slow weights
-        val = evaluate_classifier(run, model, val_set, conv_input)
-        run.end_epoch(**{f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]},
-                      lr=scheduler.get_last_lr()[-1])
+        watched = {}
+        if epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
+            val = evaluate_classifier(run, model, val_set, conv_input)
+            watched = {f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]}
+        run.end_epoch(**watched, lr=scheduler.get_last_lr()[-1])
         run.save_checkpoint()
     test = report_test_set(run, MultiCrop(model, cfg.tta), test_set, conv_input, CLASSES)
     return run.finish(**test_metrics(test, model), test_time_augmentation=cfg.tta)
