@@ -40,15 +40,16 @@ speedrun section has the measurements); on a GPU the whole batch at once (0) is 
 lr and weight_decay are in the paper's units (per 1024 images of a summed loss), converted here
 for a mean loss, so `batch_size` can change alone. All 50,000 images train (`val_size=0`, as in
 the paper): the per-epoch metrics are on the test set without test-time augmentation, the final
-ones with it; `eval_every` spaces the per-epoch ones out (each costs about a twentieth of an
-epoch's time on a CPU; 0: after the last epoch only). metrics.json's `wall_seconds` is the whole
+ones with it; `eval_every` spaces the per-epoch ones out (each about 5 s against an epoch's 110-125 s
+on a 2-core Zen 4 AMD EPYC in fp32; 0: after the last epoch only). metrics.json's `wall_seconds` is the whole
 lesson, `train_seconds` its batches.
 
 Expect, on the JPEG copy of CIFAR-10 and a 2-core Intel Xeon with AMX (the README's speedrun
 section has every setting; `bench/bench_cifar_speedrun.py` reruns them): the cpu profile
 (airbench94_muon's recipe at widths 48-192-192, 9 epochs of 2000 in parts of 256) 90.02% (mean
 of seeds 0-2) in 891-894 s of wall_seconds in fp32, and 90.26% (the same seeds) in 327-335 s with
-`--mixed-precision bf16`. The 2-core AMD EPYC of the README's other rows is not measured yet.
+`--mixed-precision bf16`. On a 2-core Zen 4 AMD EPYC (AVX-512, fp32, alone): 90.10% (the same seeds)
+in 1,078-1,113 s of wall_seconds; the README's AVX2 reference EPYC is not measured yet.
 """
 
 from __future__ import annotations
