@@ -74,6 +74,35 @@ def test_translate_shifts_by_at_most_the_setting():
                    for dy in range(-2, 3) for dx in range(-2, 3))
 
 
+def test_crop_epochs_train_on_windows_cut_anywhere_within_translate_of_the_edges():
+    data = synthetic_cifar(60, seed=5)
+    draw = EpochDraw.draw(len(data), 1, 0, "alternating", 2, cutout=8, crop=24)
+    windows = draw.apply(data.inputs, torch.arange(len(data)), lambda images: images.float())
+    assert windows.shape == (60, 3, 24, 24)
+    corners = draw.shifts  # the windows' top-left corners, in the image reflect-padded by 2
+    assert corners.min() == -2 and corners.max() == 32 - 24 + 2
+    assert draw.corners.min() >= 0 and draw.corners.max() <= 24 - 8  # the cutout squares, inside the windows
+    padded = F.pad(data.inputs.float(), (2, 2, 2, 2), mode="reflect")
+    for window, original, (y, x), flip, (cy, cx) in zip(windows, padded, corners.tolist(), draw.flips.tolist(),
+                                                         draw.corners.tolist(), strict=True):
+        expected = original[:, 2 + y:26 + y, 2 + x:26 + x]
+        expected = (expected.flip(2) if flip else expected).clone()
+        expected[:, cy:cy + 8, cx:cx + 8] = 0
+        torch.testing.assert_close(window, expected, rtol=0, atol=0)
+
+
+def test_a_run_with_crop_epochs_trains_small_windows_first_then_whole_images(tmp_path):
+    seen = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: seen.append(args[0].shape[-1]) if type(module).__name__ == "Cifar10Airbench" else None)
+    try:
+        metrics = train("cifar10-airbench", tmp_path, "--epochs=3", "--crop=24", "--crop_epochs=2", "--tta=0")
+    finally:
+        hook.remove()
+    assert metrics["complete"] and metrics["test_accuracy"] > 0
+    assert seen[0] == 24 and set(seen) == {24, 32}  # windows first; whole images in epoch 3 and every evaluation
+
+
 def test_multi_crop_averages_mirror_and_one_pixel_shifts():
     torch.manual_seed(0)
     model = build_model("cifar10-airbench", widths=[8, 8, 8]).eval()

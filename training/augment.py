@@ -43,22 +43,23 @@ def _reflect(index: torch.Tensor, size: int) -> torch.Tensor:
     return torch.where(index > size - 1, 2 * (size - 1) - index, index)
 
 
-def crop_flip(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+def crop_flip(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, size: int = 0) -> torch.Tensor:
     """Shifted, reflect-padded and optionally mirrored copies of a batch (B, C, H, W), any dtype.
 
     shifts (B, 2) holds each image's (dy, dx); the result equals reflect-padding by
     max|shift|, cropping H x W at offset padding + shift, then flipping where flips (B,) is
-    True. One gather, with no padded copy of the batch.
+    True. One gather, with no padded copy of the batch. size > 0 crops a size x size window
+    instead, its top-left corner at (dy, dx).
     """
     b, c, h, w = images.shape
     device = images.device
-    rows = _reflect(torch.arange(h, device=device) + shifts[:, :1], h)    # (B, H)
-    cols = torch.arange(w, device=device).expand(b, w)
-    cols = torch.where(flips[:, None], w - 1 - cols, cols)
-    cols = _reflect(cols + shifts[:, 1:], w)                               # (B, W)
+    rows = _reflect(torch.arange(size or h, device=device) + shifts[:, :1], h)    # (B, size)
+    cols = torch.arange(size or w, device=device).expand(b, size or w)
+    cols = torch.where(flips[:, None], (size or w) - 1 - cols, cols)
+    cols = _reflect(cols + shifts[:, 1:], w)                                       # (B, size)
     return images[torch.arange(b, device=device)[:, None, None, None],
                   torch.arange(c, device=device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]         # (B, C, H, W)
+                  rows[:, None, :, None], cols[:, None, None, :]]                 # (B, C, size, size)
 
 
 def random_crop_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
@@ -88,17 +89,20 @@ class EpochDraw:
     flip "alternating" is the speedrun's derandomised flip: a fixed random half of the images is
     mirrored in the odd epochs and the other half in the even ones, so every image is seen both
     ways every two epochs. shifts are up to `translate` pixels each way (reflected); cutout blanks
-    a `cutout`-sided square at a random place (0: none).
+    a `cutout`-sided square at a random place (0: none). crop > 0 trains on crop x crop windows
+    instead of whole images: each window's corner anywhere from `translate` pixels beyond one
+    edge to as far beyond the other.
     """
 
     flips: torch.Tensor  # (N,) bool
-    shifts: torch.Tensor  # (N, 2) (dy, dx)
+    shifts: torch.Tensor  # (N, 2) (dy, dx); with crop, the windows' top-left corners
     corners: torch.Tensor | None  # (N, 2) the cutout squares' top-left corners
     cutout: int
+    crop: int = 0
 
     @classmethod
     def draw(cls, n: int, epoch: int, seed: int, flip: Literal["alternating", "random", "none"], translate: int,
-             cutout: int = 0, size: int = 32, device: torch.device | str = "cpu") -> EpochDraw:
+             cutout: int = 0, size: int = 32, crop: int = 0, device: torch.device | str = "cpu") -> EpochDraw:
         base = torch.Generator().manual_seed(seed)
         this_epoch = torch.Generator().manual_seed(seed * 100_003 + epoch)
         if flip == "alternating":
@@ -107,15 +111,16 @@ class EpochDraw:
             flips = torch.rand(n, generator=this_epoch) < 0.5
         else:
             flips = torch.zeros(n, dtype=torch.bool)
-        shifts = torch.randint(-translate, translate + 1, (n, 2), generator=this_epoch)
-        corners = torch.randint(0, size - cutout + 1, (n, 2), generator=this_epoch).to(device) if cutout else None
-        return cls(flips.to(device), shifts.to(device), corners, cutout)
+        shifts = torch.randint(-translate, size - (crop or size) + translate + 1, (n, 2), generator=this_epoch)
+        side = crop or size
+        corners = torch.randint(0, side - cutout + 1, (n, 2), generator=this_epoch).to(device) if cutout else None
+        return cls(flips.to(device), shifts.to(device), corners, cutout, crop)
 
     def apply(self, images: torch.Tensor, index: torch.Tensor,
               preprocess: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The augmented, preprocessed batch of images[index]; the cutout comes after `preprocess`
         (0 there is the mean colour for a normalising one)."""
-        batch = preprocess(crop_flip(images[index], self.shifts[index], self.flips[index]))
+        batch = preprocess(crop_flip(images[index], self.shifts[index], self.flips[index], self.crop))
         return batch if self.corners is None else cutout(batch, self.corners[index], self.cutout)
 
 

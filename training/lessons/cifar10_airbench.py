@@ -102,6 +102,8 @@ class Config:
     flip: Literal["alternating", "random", "none"] = "alternating"
     translate: Size = 2  # pixels (airbench96: 4)
     cutout: Size = 0  # side of the square blanked in each training image (airbench96: 12)
+    crop: Size = 0  # > 0: the first crop_epochs epochs train on random crop x crop windows (fewer FLOPs)
+    crop_epochs: Size = 0
     proxy_keep: Annotated[float, Range(0, 1, above=True)] = 1.0  # < 1: the hardest share of each batch trains
     proxy_widths: list[Count] = field(default_factory=lambda: [32, 64, 64])  # the proxy judging it
     tta: Annotated[int, Range(0, 2)] = 2  # 0: none, 1: mirror, 2: mirror and 1-pixel shifts
@@ -197,7 +199,9 @@ def train(run):
 
     for epoch in run.epochs():
         model.train()
-        draw = EpochDraw.draw(len(train_set), epoch, cfg.seed, cfg.flip, cfg.translate, cfg.cutout, device=run.device)
+        crop = cfg.crop if epoch <= cfg.crop_epochs else 0
+        draw = EpochDraw.draw(len(train_set), epoch, cfg.seed, cfg.flip, cfg.translate, cfg.cutout, crop=crop,
+                              device=run.device)
         for index, labels in run.batches(numbered, cfg.batch_size):
             images = draw.apply(train_set.inputs, index, conv_input)
             if hardest is not None:
