@@ -120,7 +120,7 @@ class EpochDraw:
               preprocess: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
         """The augmented, preprocessed batch of images[index]; the cutout comes after `preprocess`
         (0 there is the mean colour for a normalising one)."""
-        batch = preprocess(crop_flip(images[index], self.shifts[index], self.flips[index], self.crop))
+        batch = preprocess(crop_flip(images.index_select(0, index), self.shifts[index], self.flips[index], self.crop))
         return batch if self.corners is None else cutout(batch, self.corners[index], self.cutout)
 
 

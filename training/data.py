@@ -1,7 +1,7 @@
 """Datasets as tensors: decoded once, kept on the device, batched by indexing.
 
 The course feeds a `DataLoader` that decodes and converts every image every epoch; here
-each dataset becomes one uint8 tensor once, and a batch is `images[index]`. This module
+each dataset becomes one uint8 tensor once, and a batch is one indexing operation. This module
 holds what every dataset shares (the tensor pair, the decoded-data cache, the seeded
 split); each dataset has its own module: `mnist_data`, `cifar10_data`, `anime_faces_data`,
 `insurance_data`, `folder_data`.
@@ -48,7 +48,10 @@ class TensorData:
         return TensorData(self.inputs.to(device), self.labels.to(device))
 
     def subset(self, index: torch.Tensor) -> TensorData:
-        return TensorData(self.inputs[index], self.labels[index])
+        """The pairs at `index`, a 1-D tensor of positions. `index_select`, not `inputs[index]`: for a
+        batch of 128 MNIST digits it took 5-7 us where advanced indexing took 45-63 (2-core Zen 4
+        AMD EPYC), most of a batch's data path (the README's MNIST bench)."""
+        return TensorData(self.inputs.index_select(0, index), self.labels.index_select(0, index))
 
 
 # ---- decoded datasets, cached --------------------------------------------------------------

@@ -411,7 +411,8 @@ class Run:
         order = order[: len(order) // world * world][rank::world].to(data.inputs.device)
         for step in range(self.step, steps):
             index = order[step * batch_size:(step + 1) * batch_size]
-            yield data.inputs[index], data.labels[index]
+            batch = data.subset(index)
+            yield batch.inputs, batch.labels
 
     def micro_batches(self, model, inputs: torch.Tensor, labels: torch.Tensor, size: int):
         """Yield (inputs, labels, share) parts of one batch, `size` images each (0: the batch whole).
