@@ -23,6 +23,9 @@ is a config field, so an ablation is one command line:
 - `label_smoothing`; `flip=alternating`: each image mirrored in every other epoch, not at
   random; `translate`: shifts of up to that many pixels; `cutout`: a square of that side blanked;
   `tta`: test-time augmentation (1 the mirror image, 2 also 1-pixel shifts);
+- `crop` for the first `crop_epochs` epochs (not the paper's; progressive resizing): they train on
+  random crop x crop windows, which cost fewer FLOPs (a 24x24 window about half of a 32x32 image),
+  and the last epochs on whole images, as the test sees them;
 - airbench96: `block_depth=3` (a third convolution and a residual in each block), and
   `proxy_keep` < 1: each batch trains on its hardest share as a small network judges it
   (airbench96_faster's selection, training/proxy.py). Its recipe: `--profile course
