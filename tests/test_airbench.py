@@ -91,7 +91,7 @@ def test_crop_epochs_train_on_windows_cut_anywhere_within_translate_of_the_edges
         torch.testing.assert_close(window, expected, rtol=0, atol=0)
 
 
-def test_a_run_with_crop_epochs_trains_small_windows_first_then_whole_images(tmp_path):
+def test_a_run_with_crop_epochs_trains_small_windows_first_then_whole_images_and_bad_crops_are_refused(tmp_path, capsys):
     seen = []
     hook = torch.nn.modules.module.register_module_forward_pre_hook(
         lambda module, args: seen.append(args[0].shape[-1]) if type(module).__name__ == "Cifar10Airbench" else None)
@@ -101,6 +101,10 @@ def test_a_run_with_crop_epochs_trains_small_windows_first_then_whole_images(tmp
         hook.remove()
     assert metrics["complete"] and metrics["test_accuracy"] > 0
     assert seen[0] == 24 and set(seen) == {24, 32}  # windows first; whole images in epoch 3 and every evaluation
+    for crop, message in (("40", "--crop must be from 0 to 32; got 40"), ("8", "--crop is 0 (whole images) or from 9")):
+        with pytest.raises(SystemExit):
+            train("cifar10-airbench", tmp_path / crop, f"--crop={crop}", "--crop_epochs=1")
+        assert message in capsys.readouterr().err
 
 
 def test_multi_crop_averages_mirror_and_one_pixel_shifts():

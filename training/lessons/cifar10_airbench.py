@@ -105,7 +105,7 @@ class Config:
     flip: Literal["alternating", "random", "none"] = "alternating"
     translate: Size = 2  # pixels (airbench96: 4)
     cutout: Size = 0  # side of the square blanked in each training image (airbench96: 12)
-    crop: Size = 0  # > 0: the first crop_epochs epochs train on random crop x crop windows (fewer FLOPs)
+    crop: Annotated[int, Range(0, 32)] = 0  # > 0: the first crop_epochs epochs train on crop x crop windows
     crop_epochs: Size = 0
     proxy_keep: Annotated[float, Range(0, 1, above=True)] = 1.0  # < 1: the hardest share of each batch trains
     proxy_widths: list[Count] = field(default_factory=lambda: [32, 64, 64])  # the proxy judging it
@@ -147,6 +147,7 @@ REFERENCE = Reference("test_accuracy", 90.02, spread=0.5, seconds=892, measured_
                       spread_is="about 3 standard deviations between seeds (0.14 for this recipe in fp32, "
                                 "0.10 in bf16)")
 
+SMALLEST_CROP = 9  # the network's three poolings need 8x8 after the 2x2 whitening
 LOOKAHEAD_EVERY = 5  # steps
 LOOKAHEAD_DECAY = 0.95**5  # the slow weights' share at the end of the run, before the final copy
 
@@ -168,6 +169,8 @@ def network(widths: list[int], block_depth: int, train: TensorData, cfg: Config)
 
 def train(run):
     cfg = run.config
+    if 0 < cfg.crop < SMALLEST_CROP:
+        raise ValueError(f"--crop is 0 (whole images) or from {SMALLEST_CROP} to 32; got {cfg.crop}")
     train_set, val_set, test_set = cifar_splits(run)
 
     model = network(cfg.widths, cfg.block_depth, train_set, cfg)
