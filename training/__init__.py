@@ -58,7 +58,35 @@ evaluation in `evaluate`, figures in `plots`, GAN noise in `gan` and GAN metrics
 page) in `report`.
 """
 
+import ctypes
 import os
+import platform
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
+
+
+def keep_freed_memory() -> None:
+    """Make glibc's malloc keep the memory a training step frees for the next step, instead of
+    handing every large block back to the OS and faulting it in again, one zeroed page at a time:
+    for a training process (the command line, the playground's worker), never on import. Does
+    nothing on another C library, with ZTG_KEEP_FREED_MEMORY=0 (glibc's own behaviour), or where
+    MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ is set (whoever tuned glibc wins).
+
+    glibc maps each block over its mmap threshold (128 KiB, rising to 32 MiB at most) on its
+    own and unmaps it on free; a batch's activations are such blocks (50 MB for a part of 256
+    images in airbench's first block). With the heap serving them and never trimmed, the steps
+    reuse the same memory: bench/bench_allocator.py measures the speed, the page faults and the
+    peak memory against glibc's own behaviour (the README's "Memory kept between steps").
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return
+    if os.environ.get("ZTG_KEEP_FREED_MEMORY") == "0":
+        return
+    if "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+        return
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallopt(M_MMAP_MAX, 0)  # no mapping per large block: the heap serves them
+    libc.mallopt(M_TRIM_THRESHOLD, -1)  # and keeps what is freed at its top (mallopt(3): -1 never trims)
 
 
 def sleeping_openmp_waits() -> None:

@@ -3,10 +3,11 @@ process starts."""
 
 import os
 
-from training import sleeping_openmp_waits
+from training import keep_freed_memory, sleeping_openmp_waits
 
 
 def main() -> None:
+    keep_freed_memory()
     # torchrun and accelerate launch say how many processes share this machine; with several, their
     # threads must not spin on each other's cores. Before training.cli imports torch.
     if int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:

@@ -287,9 +287,10 @@ def _child(rows, control) -> None:
     """The child's whole life: import what every run needs (as the standby, this is where it
     waits), take its job from `control`, train, send rows and the end through `rows`."""
     began = time.monotonic()
-    from training import sleeping_openmp_waits
+    from training import keep_freed_memory, sleeping_openmp_waits
 
     sleeping_openmp_waits()  # this fresh interpreter has not loaded torch yet
+    keep_freed_memory()
     import torch
 
     from training import playground
