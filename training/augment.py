@@ -52,14 +52,15 @@ def crop_flip(images: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, s
     instead, its top-left corner at (dy, dx).
     """
     b, c, h, w = images.shape
+    out_h, out_w = (size, size) if size else (h, w)
     device = images.device
-    rows = _reflect(torch.arange(size or h, device=device) + shifts[:, :1], h)    # (B, size)
-    cols = torch.arange(size or w, device=device).expand(b, size or w)
-    cols = torch.where(flips[:, None], (size or w) - 1 - cols, cols)
-    cols = _reflect(cols + shifts[:, 1:], w)                                       # (B, size)
+    rows = _reflect(torch.arange(out_h, device=device) + shifts[:, :1], h)        # (B, out_h)
+    cols = torch.arange(out_w, device=device).expand(b, out_w)
+    cols = torch.where(flips[:, None], out_w - 1 - cols, cols)
+    cols = _reflect(cols + shifts[:, 1:], w)                                       # (B, out_w)
     return images[torch.arange(b, device=device)[:, None, None, None],
                   torch.arange(c, device=device)[None, :, None, None],
-                  rows[:, None, :, None], cols[:, None, None, :]]                 # (B, C, size, size)
+                  rows[:, None, :, None], cols[:, None, None, :]]                 # (B, C, out_h, out_w)
 
 
 def random_crop_flip(images: torch.Tensor, padding: int = 4) -> torch.Tensor:
@@ -111,8 +112,8 @@ class EpochDraw:
             flips = torch.rand(n, generator=this_epoch) < 0.5
         else:
             flips = torch.zeros(n, dtype=torch.bool)
-        shifts = torch.randint(-translate, size - (crop or size) + translate + 1, (n, 2), generator=this_epoch)
-        side = crop or size
+        side = crop or size  # the window the network sees
+        shifts = torch.randint(-translate, size - side + translate + 1, (n, 2), generator=this_epoch)
         corners = torch.randint(0, side - cutout + 1, (n, 2), generator=this_epoch).to(device) if cutout else None
         return cls(flips.to(device), shifts.to(device), corners, cutout, crop)
 
