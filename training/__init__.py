@@ -58,9 +58,7 @@ evaluation in `evaluate`, figures in `plots`, GAN noise in `gan` and GAN metrics
 page) in `report`.
 """
 
-import ctypes
 import os
-import platform
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's mallopt parameters (malloc.h)
 
@@ -73,16 +71,18 @@ def keep_freed_memory() -> None:
     MALLOC_MMAP_MAX_ or MALLOC_TRIM_THRESHOLD_ is set (whoever tuned glibc wins).
 
     glibc maps each block over its mmap threshold (128 KiB, rising to 32 MiB at most) on its
-    own and unmaps it on free; a batch's activations are such blocks (50 MB for a part of 256
-    images in airbench's first block). With the heap serving them and never trimmed, the steps
-    reuse the same memory: bench/bench_allocator.py measures the speed, the page faults and the
+    own and unmaps it on free; a batch's activations are such blocks (about 47 MB for a part of
+    256 images after airbench's first convolution). With the heap serving them and never
+    trimmed, the steps reuse the same memory: bench/bench_allocator.py measures the speed, the page faults and the
     peak memory against glibc's own behaviour (the README's "Memory kept between steps").
     """
+    import ctypes  # here, not at the top: only a training process needs them, not every import of training
+    import platform
+
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return
-    if os.environ.get("ZTG_KEEP_FREED_MEMORY") == "0":
-        return
-    if "MALLOC_MMAP_MAX_" in os.environ or "MALLOC_TRIM_THRESHOLD_" in os.environ:
+    if os.environ.get("ZTG_KEEP_FREED_MEMORY") == "0" or "MALLOC_MMAP_MAX_" in os.environ \
+            or "MALLOC_TRIM_THRESHOLD_" in os.environ:
         return
     libc = ctypes.CDLL("libc.so.6")
     libc.mallopt(M_MMAP_MAX, 0)  # no mapping per large block: the heap serves them
