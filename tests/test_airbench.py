@@ -14,7 +14,7 @@ from shared.models import MODELS, build_model
 from shared.models.airbench import whitening_weights
 from training.airbench_optim import lr_factor, optimizer_for
 from training.augment import EpochDraw, MultiCrop, cutout
-from training.cifar10_data import synthetic_cifar
+from training.cifar10_data import conv_input, synthetic_cifar
 from training.config import as_flags, make_config
 from training.lessons.cifar10_airbench import PROFILES, RECIPES, Config, network
 from training.muon import Muon
@@ -118,6 +118,35 @@ def test_multi_crop_averages_mirror_and_one_pixel_shifts():
         torch.testing.assert_close(MultiCrop(model, 2)(images), expected.detach())
         torch.testing.assert_close(MultiCrop(model, 1)(images), mirrored[0].detach())
         torch.testing.assert_close(MultiCrop(model, 0)(images), model(images))
+        both = MultiCrop(model, 2, plain_too=True)(images)
+        torch.testing.assert_close(both["multi_crop"], expected.detach())
+        torch.testing.assert_close(both["plain"], model(images))
+
+
+def test_the_last_epoch_reads_its_test_accuracy_off_the_multi_crop_pass(tmp_path):
+    from training.cli import make_run
+    from training.evaluate import evaluate_classifier
+
+    test_set = synthetic_cifar(256, seed=2)  # the lesson's synthetic test set (cifar_splits)
+    images_seen = []
+    hook = torch.nn.modules.module.register_module_forward_pre_hook(
+        lambda module, args: images_seen.append(len(args[0]))
+        if type(module).__name__ == "Cifar10Airbench" and not module.training else None)
+    try:
+        metrics = train("cifar10-airbench", tmp_path, "--epochs=2", "--eval_every=0")
+    finally:
+        hook.remove()
+    assert sum(images_seen) == 6 * len(test_set)  # mirror and two shifts, mirrored: the plain view once
+
+    folder = tmp_path / "cifar10-airbench"
+    last = json.loads((folder / "history.json").read_text())[-1]
+    model = MODELS["cifar10-airbench"].from_pretrained(folder).eval()
+    _, run = make_run("cifar10-airbench", [], profile="smoke", data_dir=tmp_path, out_dir=tmp_path / "again")
+    plain = evaluate_classifier(run, model, test_set, conv_input)
+    multi_crop = evaluate_classifier(run, MultiCrop(model, 2), test_set, conv_input)
+    assert last["test_accuracy"] == pytest.approx(plain["accuracy"])
+    assert last["test_loss"] == pytest.approx(plain["loss"], rel=1e-5)
+    assert metrics["test_accuracy"] == round(multi_crop["accuracy"], 2)
 
 
 def test_identity_init_passes_the_input_through_and_frozen_parts_get_no_gradient():

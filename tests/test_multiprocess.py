@@ -82,9 +82,15 @@ def check_one_writer(metrics, saves, stdout):
     assert len(saves) == metrics["epochs"] + 1  # one per epoch, one final
 
 
-def test_two_processes_count_each_test_sample_once(tmp_path):
-    metrics, saves, stdout = launch_two(tmp_path, "mnist-cnn", "--profile", "smoke")
-    assert metrics["test_samples"] == 257  # odd on purpose: the processes get 129 and 128
+@pytest.mark.parametrize("args, samples, watched", [
+    (["mnist-cnn"], 257, "val_accuracy"),  # odd on purpose: the processes get 129 and 128
+    (["cifar10-airbench", "--eval_every=0"], 256, "test_accuracy"),  # from the multi-crop pass, its plain view
+])
+def test_two_processes_count_each_test_sample_once(args, samples, watched, tmp_path):
+    metrics, saves, stdout = launch_two(tmp_path, *args, "--profile", "smoke")
+    assert metrics["test_samples"] == samples
+    history = json.loads((tmp_path / "out" / args[0] / "history.json").read_text())
+    assert watched in history[-1]
     check_one_writer(metrics, saves, stdout)
 
 

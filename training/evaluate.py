@@ -16,29 +16,41 @@ def evaluate_classifier(run, model, data: TensorData, preprocess, batch_size: in
     Process r takes samples r, r+W, r+2W, ... (no padding, no duplicates); the sums are
     reduced over processes, so `samples` equals len(data) however many processes run.
     With return_predictions, every process also gets all predicted labels in dataset order.
+    A model may return a dict of logits by view (`MultiCrop(..., plain_too=True)`): the first
+    view is the one reported; each other view adds its own loss and accuracy under its name.
     """
     world, rank = run.accelerator.num_processes, run.accelerator.process_index
     was_training = model.training
     model.eval()
     index = torch.arange(rank, len(data), world, device=data.inputs.device)
-    loss_sum = torch.zeros((), device=run.device)
-    correct = torch.zeros((), device=run.device)
-    predictions = []
-    for start in range(0, len(index), batch_size):
+    sums, predictions = None, []  # sums: per view, its loss sum and its count of correct
+    # A process without samples still passes one empty batch, so every process reduces the same views.
+    for start in range(0, max(len(index), 1), batch_size):
         batch = index[start:start + batch_size]
         labels = data.labels[batch]
         with run.accelerator.autocast():  # the run's precision, for kept modules too (Run.keep)
-            logits = model(preprocess(data.inputs[batch])).float()
-        loss_sum += F.cross_entropy(logits, labels, reduction="sum")
-        predicted = logits.argmax(dim=1)
-        correct += (predicted == labels).sum()
-        predictions.append(predicted)
+            out = model(preprocess(data.inputs[batch]))
+        views = out if isinstance(out, dict) else {"": out}
+        names = list(views)
+        if sums is None:
+            sums = torch.zeros(len(views), 2, device=run.device)
+        for i, logits in enumerate(views.values()):
+            logits = logits.float()
+            predicted = logits.argmax(dim=1)
+            sums[i, 0] += F.cross_entropy(logits, labels, reduction="sum")
+            sums[i, 1] += (predicted == labels).sum()
+            if i == 0:
+                predictions.append(predicted)
     model.train(was_training)
-    totals = run.accelerator.reduce(torch.stack([loss_sum, correct, torch.tensor(float(len(index)), device=run.device)]))
-    samples = int(totals[2].item())
-    result = {"loss": totals[0].item() / samples, "accuracy": 100 * totals[1].item() / samples, "samples": samples}
+    count = torch.tensor([float(len(index))], device=run.device)
+    totals = run.accelerator.reduce(torch.cat([sums.flatten(), count]))
+    samples = int(totals[-1].item())
+    per_view = {name: {"loss": loss / samples, "accuracy": 100 * correct / samples}
+                for name, (loss, correct) in zip(names, totals[:-1].view(-1, 2).tolist(), strict=True)}
+    first, *others = names
+    result = {**per_view[first], "samples": samples} | {name: per_view[name] for name in others}
     if return_predictions:
-        mine = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long, device=run.device)
+        mine = torch.cat(predictions)
         padded = run.accelerator.pad_across_processes(mine, pad_index=-1)
         gathered = run.accelerator.gather(padded).view(world, -1)  # row r: process r's samples
         everything = torch.empty(len(data), dtype=torch.long, device=gathered.device)

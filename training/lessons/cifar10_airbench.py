@@ -43,9 +43,10 @@ speedrun section has the measurements); on a GPU the whole batch at once (0) is 
 lr and weight_decay are in the paper's units (per 1024 images of a summed loss), converted here
 for a mean loss, so `batch_size` can change alone. All 50,000 images train (`val_size=0`, as in
 the paper): the per-epoch metrics are on the test set without test-time augmentation, the final
-ones with it; `eval_every` spaces the per-epoch ones out (each about 5 s against an epoch's 110-125 s
-on a 2-core Zen 4 AMD EPYC in fp32; 0: after the last epoch only). metrics.json's `wall_seconds` is the whole
-lesson, `train_seconds` its batches.
+ones with it; `eval_every` spaces the per-epoch ones out (each about 5 s against an epoch's 110-125
+s on a 2-core Zen 4 AMD EPYC in fp32; 0: after the last epoch only). The last epoch's are read off
+the multi-crop pass, whose first view is the images as they are, so the test set is not passed
+twice. metrics.json's `wall_seconds` is the whole lesson, `train_seconds` its batches.
 
 Expect, on the JPEG copy of CIFAR-10 and a 2-core Intel Xeon with AMX (the README's speedrun
 section has every setting; `bench/bench_cifar_speedrun.py` reruns them): the cpu profile
@@ -198,6 +199,7 @@ def train(run):
     checked = "val" if cfg.val_size else "test"
     # Batches of image numbers: each batch is augmented from the original images as it is used.
     numbered = TensorData(torch.arange(len(train_set), device=run.device), train_set.labels)
+    test = None  # the multi-crop evaluation, made with the last epoch's when that is on the test set too
 
     def pull_back(decay: float) -> None:  # lookahead: slow <- its average with the weights; weights <- slow
         update_average(unwrap(slow), unwrap(model), decay)
@@ -226,11 +228,15 @@ def train(run):
             run.log_step(loss=loss)
         if slow is not None and epoch == cfg.epochs:
             pull_back(1.0)  # the run ends on the slow weights
-        watched = {}
-        if epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
+        val = None
+        if epoch == cfg.epochs and checked == "test" and cfg.tta:  # one pass over the test set gives both
+            test = report_test_set(run, MultiCrop(model, cfg.tta, plain_too=True), test_set, conv_input, CLASSES)
+            val = test.pop("plain")
+        elif epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
             val = evaluate_classifier(run, model, val_set, conv_input)
-            watched = {f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]}
+        watched = {} if val is None else {f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]}
         run.end_epoch(**watched, lr=scheduler.get_last_lr()[-1])
         run.save_checkpoint()
-    test = report_test_set(run, MultiCrop(model, cfg.tta), test_set, conv_input, CLASSES)
+    if test is None:  # a validation split, no test-time augmentation, or a resumed run that had ended
+        test = report_test_set(run, MultiCrop(model, cfg.tta), test_set, conv_input, CLASSES)
     return run.finish(**test_metrics(test, model), test_time_augmentation=cfg.tta)
