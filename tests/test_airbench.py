@@ -184,7 +184,8 @@ def test_the_recipes_read_back_from_their_flags_and_the_cpu_profile_is_muons():
         config = make_config(Config, {}, as_flags(settings))
         assert {key: getattr(config, key) for key in settings} == settings, name
     cpu = make_config(Config, PROFILES["cpu"], [])
-    assert (cpu.optimizer, cpu.batch_size, cpu.epochs, cpu.lookahead, cpu.widths) == ("muon", 2000, 9, False, [48, 192, 192])
+    assert (cpu.optimizer, cpu.lookahead, cpu.widths, cpu.epochs, cpu.batch_size) == ("muon", False, [48, 192, 192], 9, 1000)
+    assert (cpu.crop, cpu.crop_epochs, cpu.muon_lr, cpu.eval_every) == (28, 6, 0.17, 0)  # the README's measured flags
 
 
 def test_the_residual_block_and_old_checkpoints_load_strictly(tmp_path):
