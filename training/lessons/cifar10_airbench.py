@@ -1,9 +1,10 @@
 """Beyond lesson 5: the CIFAR-10 speedrun methods of airbench, sized for a CPU.
 
-    python -m training cifar10-airbench --profile cpu --data-dir ../shared/datasets   # Muon, 9 epochs of 2000
-    python -m training cifar10-airbench --profile cpu --mixed-precision bf16          # a CPU with AMX
+    python -m training cifar10-airbench --profile cpu --data-dir ../shared/datasets   # Muon, 9 epochs of 1000
+    python -m training cifar10-airbench --profile cpu --batch_size=2000 --muon_lr=0.24 --crop=0 \
+        --eval_every=1 --mixed-precision bf16      # the cpu profile before, measured in bf16 on a CPU with AMX
     python -m training cifar10-airbench --profile course --widths=48,192,192 --epochs=10 --batch_size=512 \
-        --micro_batch=256                        # airbench94's SGD recipe at the cpu widths (the old cpu profile)
+        --micro_batch=256                        # airbench94's SGD recipe at the cpu widths (the profile before Muon)
     python -m training cifar10-airbench --profile course --lookahead=false   # one method off
     accelerate launch -m training cifar10-airbench --profile course         # the paper's settings, a GPU
 
