@@ -138,10 +138,11 @@ CURVES = ("curves", "muon", "airbench96", "hour")  # the groups drawn as time-to
 def run(name: str, command: list[str], data_dir: Path, out: Path, precision: str) -> dict:
     """Train (or read back) one run; its metrics.json plus its history."""
     target = out / (re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-") + ("" if precision == "no" else f"-{precision}"))
+    settings = asdict(setting(command))
     lesson, command = command[0], [*command, "--mixed-precision", precision]
     metrics_file, config_file = target / lesson / "metrics.json", target / lesson / "training_config.json"
     kept = metrics_file.is_file() and json.loads(metrics_file.read_text()).get("complete")
-    if kept and json.loads(config_file.read_text())["config"] != asdict(setting(command[:-2])):
+    if kept and json.loads(config_file.read_text())["config"] != settings:
         print(f"[{name}] {target} was trained with other settings (a profile changed since): trained again")
         kept = False
     if kept:

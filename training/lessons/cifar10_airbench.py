@@ -234,7 +234,7 @@ def train(run):
         if slow is not None and epoch == cfg.epochs:
             pull_back(1.0)  # the run ends on the slow weights
         val = None
-        if epoch == cfg.epochs and checked == "test" and cfg.tta:  # one pass over the test set gives both
+        if epoch == cfg.epochs and checked == "test":  # one pass over the test set gives both
             test = report_test_set(run, MultiCrop(model, cfg.tta, plain_too=True), test_set, conv_input, CLASSES)
             val = test.pop("plain")
         elif epoch == cfg.epochs or (cfg.eval_every and epoch % cfg.eval_every == 0):
@@ -242,6 +242,6 @@ def train(run):
         watched = {} if val is None else {f"{checked}_loss": val["loss"], f"{checked}_accuracy": val["accuracy"]}
         run.end_epoch(**watched, lr=scheduler.get_last_lr()[-1])
         run.save_checkpoint()
-    if test is None:  # a validation split, no test-time augmentation, or a resumed run that had ended
+    if test is None:  # a validation split, or a resumed run that had ended
         test = report_test_set(run, MultiCrop(model, cfg.tta), test_set, conv_input, CLASSES)
     return run.finish(**test_metrics(test, model), test_time_augmentation=cfg.tta)
