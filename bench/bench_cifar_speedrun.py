@@ -53,7 +53,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # airbench94_muon's recipe at widths 48-192-192, 9 epochs of 1000, the first 6 on 28x28 windows
 CPU = ["cifar10-airbench", "--profile", "cpu"]
-CPU_CURVE = [*CPU, "--eval_every=1"]  # the profile evaluates at its end only; a curve needs every epoch
+# The profile evaluates at its end only; a curve needs every epoch. A name of its own, so its folder is
+# not the ablation's base run (the same profile without the evaluations) and neither retrains the other.
+CPU_CURVE = [*CPU, "--eval_every=1"]
+CPU_CURVE_NAME = "cpu profile (muon), every epoch evaluated"
 # airbench94's SGD recipe (the course profile's settings) at widths 48-192-192, 10 epochs of 512: the cpu
 # profile before Muon, and the base of the paper-widths and long rows, in parts of 256 like the cpu profile.
 AIRBENCH = ["cifar10-airbench", "--profile", "course", "--widths=48,192,192", "--epochs=10", "--batch_size=512",
@@ -112,7 +115,7 @@ def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
                    "airbench sgd cpu widths": AIRBENCH, "airbench paper widths": PAPER, "airbench long": LONG},
         "seeds": {"airbench paper widths": PAPER} | {f"airbench paper widths seed {seed}": [*PAPER, f"--seed={seed}"]
                                                      for seed in (1, 2)},
-        "muon": {"airbench sgd cpu widths": AIRBENCH, "cpu profile (muon)": CPU_CURVE,
+        "muon": {"airbench sgd cpu widths": AIRBENCH, CPU_CURVE_NAME: CPU_CURVE,
                  "muon paper widths": [*PAPER, *MUON_RECIPE]},
         # airbench96_faster's 45 epochs at widths 128-384-512 take about 70 minutes in bf16 on the AMX
         # Xeon (3.1 PFLOPs); these are the ingredients at sizes a CPU finishes within the hour.
@@ -124,7 +127,7 @@ def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
         # what an hour of fp32 reaches: airbench94_muon's recipe and airbench96's ingredients at the paper's
         # widths for as many epochs as fit in an hour of the 2-core Xeon's fp32 (about 160 s an epoch for Muon,
         # about 130 for the ingredients, which train on half of each batch), beside Muon's 8 epochs and the cpu profile
-        "hour": {"cpu profile (muon)": CPU_CURVE, "muon paper widths": [*PAPER, *MUON_RECIPE],
+        "hour": {CPU_CURVE_NAME: CPU_CURVE, "muon paper widths": [*PAPER, *MUON_RECIPE],
                  "muon paper widths, 20 epochs": [*PAPER, *MUON_RECIPE, "--epochs=20"],
                  "airbench96 ingredients, paper widths, 25 epochs": [*PAPER, *AIRBENCH96_RECIPE, "--epochs=25"]},
         "ablation": changed(base_name, base, ABLATIONS),
@@ -135,9 +138,14 @@ def groups(base_name: str, base: list[str]) -> dict[str, dict[str, list[str]]]:
 CURVES = ("curves", "muon", "airbench96", "hour")  # the groups drawn as time-to-accuracy curves
 
 
+def folder(name: str, precision: str) -> str:
+    """The folder under OUT that keeps the run called `name` (its checkpoint folder inside)."""
+    return re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-") + ("" if precision == "no" else f"-{precision}")
+
+
 def run(name: str, command: list[str], data_dir: Path, out: Path, precision: str) -> dict:
     """Train (or read back) one run; its metrics.json plus its history."""
-    target = out / (re.sub(r"[^A-Za-z0-9.]+", "-", name).strip("-") + ("" if precision == "no" else f"-{precision}"))
+    target = out / folder(name, precision)
     settings = asdict(setting(command))
     lesson, command = command[0], [*command, "--mixed-precision", precision]
     metrics_file, config_file = target / lesson / "metrics.json", target / lesson / "training_config.json"
